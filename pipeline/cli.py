@@ -1,0 +1,282 @@
+"""`modelwatch` command line (SPEC 7). Each command opens the store and calls one
+library function; errors become one line on stderr and a non-zero exit.
+
+Exit codes: 0 done, 1 error (bad input, rejected or failed fetch), 3 held as suspect.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.errors import ModelwatchError
+from pipeline.store import DEFAULT_DB, IngestResult, Store
+from pipeline.timeutil import iso, parse_time
+
+app = typer.Typer(
+    name="modelwatch",
+    help="Keep a complete, queryable history of AI model catalogs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_ERROR = 1
+EXIT_SUSPECT = 3
+BUNDLED_HISTORY = Path(__file__).resolve().parent.parent / "data" / "aihubmix-modelsdev"
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="DuckDB file [env MODELWATCH_DB; default data/catalog.duckdb]"),
+]
+SourceOption = Annotated[str, typer.Option("--source", help="catalog source name")]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def db_path(db: Path | None) -> Path:
+    if db is not None:
+        return db
+    env = os.environ.get("MODELWATCH_DB")
+    return Path(env) if env else DEFAULT_DB
+
+
+def open_store(db: Path | None) -> Store:
+    path = db_path(db)
+    if path == DEFAULT_DB:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return Store.open(path)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    return None if value is None else parse_time(value, name=name)
+
+
+def _describe(result: IngestResult) -> str:
+    parts = [f"{result.source} {iso(result.fetched_at)}: {result.outcome}"]
+    if result.outcome in ("new", "unchanged", "suspect"):
+        parts.append(f"{result.models} models")
+    counts = [(len(result.added), "added"), (len(result.removed), "removed"),
+              (len(result.returned), "returned"), (len(result.changed), "changed"),
+              (result.quarantined, "quarantined")]
+    parts += [f"{n} {label}" for n, label in counts if n]
+    if result.unknown_values:
+        parts.append("new values " + "; ".join(
+            f"{k}: {', '.join(v)}" for k, v in result.unknown_values.items()))
+    if result.error:
+        parts.append(result.error)
+    return ", ".join(parts)
+
+
+@app.command()
+def snapshot(
+    source: SourceOption = "aihubmix",
+    url: Annotated[str | None, typer.Option(help="catalog URL (default: the source's)")] = None,
+    force: Annotated[bool, typer.Option(help="fetch even within max-age; no If-None-Match")] = False,
+    accept_mass_removal: Annotated[
+        bool, typer.Option(help="apply a snapshot that removes over half the models")
+    ] = False,
+    token_env: Annotated[
+        str | None, typer.Option(help="name of an env variable holding a bearer token")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Fetch a catalog once (conditional GET) and store it."""
+    from pipeline.jobs import Skipped
+    from pipeline.jobs import snapshot as take_snapshot
+
+    token = os.environ.get(token_env) if token_env else None
+    if token_env and not token:
+        raise ModelwatchError(f"environment variable {token_env!r} is not set")
+    with open_store(db) as store:
+        result = take_snapshot(store, source=source, url=url, force=force,
+                               accept_mass_removal=accept_mass_removal, token=token)
+    if isinstance(result, Skipped):
+        out.print(f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
+                  f"until {iso(result.fresh_until)}; use --force to fetch anyway")
+        return
+    _finish([result])
+
+
+def _finish(results: list[IngestResult]) -> None:
+    failed = [r for r in results if r.outcome in ("rejected", "failed")]
+    suspect = [r for r in results if r.outcome == "suspect"]
+    if len(results) == 1:
+        line = _describe(results[0])
+        (err if failed or suspect else out).print(line)
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+    if suspect:
+        raise typer.Exit(EXIT_SUSPECT)
+
+
+@app.command()
+def replay(
+    directory: Annotated[Path, typer.Argument(help="folder of <YYYY-MM-DDTHH-MM-SSZ>_*.json[.gz]")],
+    source: SourceOption = "aihubmix",
+    accept_mass_removal: Annotated[
+        bool, typer.Option(help="apply snapshots that remove over half the models")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Ingest recorded payloads, oldest first, each as fetched at the time in its name."""
+    results = _replay(directory, source=source, accept_mass_removal=accept_mass_removal, db=db)
+    _print_replay_summary(results)
+    bad = [r for r in results if r.outcome in ("rejected", "failed", "suspect")]
+    if bad:
+        first = bad[0]
+        err.print(f"{len(bad)} of {len(results)} payloads not applied; first: "
+                  f"{iso(first.fetched_at)} {first.outcome}: {first.error}")
+    _finish(results)
+
+
+def _replay(directory: Path, *, source: str, accept_mass_removal: bool,
+            db: Path | None) -> list[IngestResult]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pipeline.jobs import payload_files
+    from pipeline.jobs import replay as run_replay
+
+    files = payload_files(directory)
+    with open_store(db) as store, Progress(
+        TextColumn("replay {task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(source, total=len(files))
+        return run_replay(store, files, source=source, accept_mass_removal=accept_mass_removal,
+                          on_result=lambda _p, _r: progress.advance(task))
+
+
+def _print_replay_summary(results: list[IngestResult]) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    table = Table(title="replay", show_edge=False)
+    for name in ("payloads", "new", "unchanged", "duplicate", "rejected", "suspect", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(str(len(results)), *(str(counts.get(k, 0)) for k in
+                  ("new", "unchanged", "duplicate", "rejected", "suspect", "failed")))
+    out.print(table)
+
+
+@app.command()
+def models(
+    source: SourceOption = "aihubmix",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO time or date (UTC)")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """The catalog as of a time; `--format json` prints exactly the /api/v1/models body."""
+    from pipeline.query import models as query_models
+
+    when = _time(as_of, "--as-of")
+    with open_store(db) as store:
+        frame = query_models(store, source=source, as_of=when)
+    _print_models(frame, fmt)
+
+
+def _print_models(frame: Any, fmt: Format) -> None:
+    from pipeline.render import catalog_body
+
+    if fmt is Format.json:
+        sys.stdout.buffer.write(catalog_body(frame) + b"\n")
+        sys.stdout.flush()
+        return
+    if fmt is Format.csv:
+        flat = frame.with_columns(
+            *(frame[c].list.join(",").alias(c) for c in ("types", "features", "input_modalities"))
+        )
+        sys.stdout.write(flat.write_csv())
+        return
+    table = Table(show_edge=False)
+    for name in ("model_id", "types", "features", "modalities", "context", "in $/1M", "out $/1M"):
+        table.add_column(name, overflow="fold", justify="right" if "$" in name or name == "context" else "left")
+    for r in frame.iter_rows(named=True):
+        table.add_row(
+            r["model_id"], ",".join(r["types"]), ",".join(r["features"]),
+            ",".join(r["input_modalities"]),
+            f"{r['context_length']:,}" if r["context_length"] else "?",
+            "?" if r["input_price"] is None else f"{r['input_price']:g}",
+            "?" if r["output_price"] is None else f"{r['output_price']:g}",
+        )
+    out.print(table)
+    err.print(f"{frame.height} models")
+
+
+@app.command()
+def info(db: DbOption = None) -> None:
+    """What the store holds: fetches, snapshots, models, versions, raw bytes."""
+    with open_store(db) as store:
+        _print_summary(store.summary())
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    table = Table(show_header=False, show_edge=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, datetime):
+            value = iso(value)
+        table.add_row(key.replace("_", " "), str(value))
+    out.print(table)
+
+
+@app.command()
+def demo(db: DbOption = None) -> None:
+    """Replay the bundled AiHubMix history into the database and show what it holds."""
+    from pipeline.jobs import payload_files
+
+    files = payload_files(BUNDLED_HISTORY)
+    out.print(f"Replaying {len(files)} recorded AiHubMix catalogs "
+              f"({iso(files[0][0])} .. {iso(files[-1][0])}) into {db_path(db)}")
+    # The recorded history is trusted: its one mass rename is applied, and reported.
+    results = _replay(BUNDLED_HISTORY, source="aihubmix", accept_mass_removal=True, db=db)
+    _print_replay_summary(results)
+    with open_store(db) as store:
+        summary = store.summary()
+    _print_summary(summary)
+    changes = sum(len(r.added) + len(r.removed) + len(r.returned) + len(r.changed)
+                  for r in results)
+    out.print(f"{changes} model changes across {summary['snapshots']} snapshots. "
+              f"Try: modelwatch models --as-of 2026-01-01 --db {db_path(db)}")
+
+
+def main() -> None:
+    """Entry point: user mistakes and upstream failures are one line, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except ModelwatchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(EXIT_ERROR)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Pipeline stages a person (or a flow) runs: take a snapshot, replay recorded payloads.
+
+Each is a plain function over a `Store`; the CLI and the Prefect flows only call these.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from pipeline.errors import BadInput, PayloadRejected, UpstreamError
+from pipeline.sources import get_source
+from pipeline.store import IngestResult, Store
+from pipeline.timeutil import time_from_filename, utcnow
+
+PAYLOAD_SUFFIXES = (".json", ".json.gz")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """No request was made: the last answer is still fresh (its max-age has not passed)."""
+
+    source: str
+    last_fetch: datetime
+    fresh_until: datetime
+
+
+def snapshot(
+    store: Store,
+    *,
+    source: str,
+    url: str | None = None,
+    force: bool = False,
+    accept_mass_removal: bool = False,
+    client: httpx.Client | None = None,
+    token: str | None = None,
+    max_attempts: int = 4,
+    now: Callable[[], datetime] = utcnow,
+) -> IngestResult | Skipped:
+    """Fetch a source once with a conditional GET and store what came back.
+
+    Upstream failures are recorded (`failed`, with any body) before they are raised.
+    """
+    from pipeline.fetch import fetch_catalog
+
+    spec = get_source(source)
+    target = url or spec.default_url
+    last = store.last_fetch(source, target)
+    started = now()
+    if last and last.max_age and not force:
+        fresh_until = last.fetched_at + timedelta(seconds=last.max_age)
+        if started < fresh_until:
+            return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
+    etag = last.etag if last and not force else None
+    try:
+        response = fetch_catalog(target, etag=etag, client=client, token=token,
+                                 max_attempts=max_attempts)
+    except (UpstreamError, PayloadRejected) as exc:
+        outcome = "rejected" if isinstance(exc, PayloadRejected) else "failed"
+        store.record_attempt(source=source, url=target, fetched_at=started, outcome=outcome,
+                             http_status=getattr(exc, "status", None), error=str(exc),
+                             body=getattr(exc, "body", None))
+        raise
+    if response.status == 304:
+        return store.record_attempt(source=source, url=target, fetched_at=started,
+                                    outcome="not_modified", http_status=304,
+                                    etag=response.etag or etag, max_age=response.max_age)
+    body = response.body or b""
+    if response.status != 200:
+        # a final 4xx: keep the body, record why; parsing it would quote the upstream message
+        result = store.record_attempt(source=source, url=target, fetched_at=started,
+                                      outcome="rejected", http_status=response.status,
+                                      error=_status_error(response.status, body), body=body)
+        return result
+    return store.ingest(body, source=source, url=target, fetched_at=started, http_status=200,
+                        etag=response.etag, max_age=response.max_age,
+                        accept_mass_removal=accept_mass_removal)
+
+
+def _status_error(status: int, body: bytes) -> str:
+    from pipeline.sources.aihubmix import parse_json
+
+    try:
+        doc = parse_json(body)
+        message = doc.get("message") if isinstance(doc, dict) else None
+    except PayloadRejected:
+        message = None
+    return f"HTTP {status}" + (f": {' '.join(str(message).split())!r}" if message else "")
+
+
+def payload_files(directory: Path) -> list[tuple[datetime, Path]]:
+    """Recorded payloads in a folder, oldest first, each with the time in its name."""
+    if not directory.is_dir():
+        raise BadInput(f"replay folder {str(directory)!r} does not exist or is not a folder")
+    files = [p for p in directory.iterdir() if p.name.endswith(PAYLOAD_SUFFIXES)]
+    if not files:
+        raise BadInput(f"no *.json or *.json.gz payloads in {str(directory)!r}")
+    return sorted(((time_from_filename(p.name), p) for p in files), key=lambda tp: (tp[0], tp[1].name))
+
+
+def read_payload(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise BadInput(f"{path.name}: not a valid gzip file ({exc})") from None
+    return data
+
+
+def replay(
+    store: Store,
+    files: Iterable[tuple[datetime, Path]],
+    *,
+    source: str,
+    accept_mass_removal: bool = False,
+    on_result: Callable[[Path, IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest recorded payloads oldest first; files already stored are skipped (a no-op)."""
+    get_source(source)
+    results = []
+    for fetched_at, path in files:
+        result = store.ingest(read_payload(path), source=source, fetched_at=fetched_at,
+                              url=f"file:{path.name}", accept_mass_removal=accept_mass_removal)
+        results.append(result)
+        if on_result is not None:
+            on_result(path, result)
+    return results

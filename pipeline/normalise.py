@@ -1,0 +1,223 @@
+"""Payload -> normalised record frame + quarantine (SPEC 2).
+
+Type problems (a boolean price, a list where a string belongs) are found while parsing,
+because the typed frame can no longer show them; value rules (non-empty id, no negative
+price or count) are the pandera schema's job (`schemas.catalog`). Duplicate ids are
+resolved here, first occurrence kept, since pandera's `unique` flags every copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from pipeline.record import (
+    ALIASES,
+    COLUMNS,
+    COUNT_COLUMNS,
+    KNOWN_VALUES,
+    LIST_COLUMNS,
+    PRICE_KEYS,
+    SCHEMA,
+    VALUE_COLUMNS,
+)
+
+# upstream field -> record column, for fields that are not prices
+_UPSTREAM = {
+    "desc": "description",
+    "types": "types",
+    "features": "features",
+    "input_modalities": "input_modalities",
+    "max_output": "max_output",
+    "context_length": "context_length",
+}
+_KNOWN_KEYS = frozenset({"model_id", "pricing", *_UPSTREAM})
+
+
+@dataclass
+class QuarantinedRow:
+    position: int
+    model_id: str | None
+    reason: str
+    raw: str  # the upstream item as JSON
+
+
+@dataclass
+class Normalised:
+    """A snapshot after normalising: the valid rows, what was set aside, what was new."""
+
+    frame: pl.DataFrame  # COLUMNS + row_hash, in upstream order
+    quarantine: list[QuarantinedRow]
+    unknown_values: dict[str, list[str]] = field(default_factory=dict)
+    total_rows: int = 0
+
+
+def row_hash(values: dict[str, Any]) -> str:
+    """Stable digest of a row's versioned values: equal digests mean no change."""
+    canon = json.dumps([values[c] for c in VALUE_COLUMNS], ensure_ascii=False, allow_nan=False)
+    return hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _list(value: Any, name: str, reasons: list[str]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        parts = value
+    else:
+        reasons.append(f"{name} must be a comma-separated string or a list of strings, got {value!r}"[:200])
+        return []
+    aliases = ALIASES[name]
+    cleaned = {aliases.get(p, p) for p in (s.strip().lower() for s in parts) if p}
+    return sorted(cleaned)
+
+
+def _number(value: Any, name: str, reasons: list[str]) -> float | None:
+    """A JSON number or numeric string; booleans and other text are invalid."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        reasons.append(f"{name} must be a number, got boolean {value!r}")
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            reasons.append(f"{name} must be a number, got {value!r}"[:200])
+            return None
+    else:
+        reasons.append(f"{name} must be a number, got {type(value).__name__}")
+        return None
+    if math.isnan(number) or math.isinf(number):
+        reasons.append(f"{name} must be a finite number, got {value!r}")
+        return None
+    return number
+
+
+def _count(value: Any, name: str, reasons: list[str]) -> int | None:
+    number = _number(value, name, reasons)
+    if number is None:
+        return None
+    if number != int(number):
+        reasons.append(f"{name} must be a whole number, got {value!r}")
+        return None
+    return int(number) or None  # 0 means unknown
+
+
+def normalise_item(
+    item: Any, position: int, *, source: str, price_multiplier: float = 1.0
+) -> tuple[dict[str, Any], list[str]]:
+    """One upstream item (AiHubMix shape) -> record values and the reasons it is invalid."""
+    reasons: list[str] = []
+    if not isinstance(item, dict):
+        reasons.append(f"row must be a JSON object, got {type(item).__name__}")
+        item = {}
+    model_id = item.get("model_id")
+    if model_id is not None and not isinstance(model_id, str):
+        reasons.append(f"model_id must be a string, got {model_id!r}"[:200])
+        model_id = None
+    desc = item.get("desc")
+    if desc is not None and not isinstance(desc, str):
+        reasons.append(f"desc must be a string, got {type(desc).__name__}")
+        desc = None
+    row: dict[str, Any] = {
+        "source": source,
+        "model_id": model_id,
+        "description": desc or "",
+    }
+    for col in LIST_COLUMNS:
+        row[col] = _list(item.get(col), col, reasons)
+    for col in COUNT_COLUMNS:
+        row[col] = _count(item.get(col), col, reasons)
+    for col in PRICE_KEYS.values():
+        row[col] = None
+    extra = {k: v for k, v in item.items() if k not in _KNOWN_KEYS}
+    pricing = item.get("pricing")
+    if isinstance(pricing, dict):
+        for key, value in pricing.items():
+            if key in PRICE_KEYS:
+                price = _number(value, f"pricing.{key}", reasons)
+                row[PRICE_KEYS[key]] = None if price is None else price * price_multiplier
+            else:
+                extra.setdefault("pricing", {})[key] = value
+    elif pricing is not None:
+        reasons.append(f"pricing must be an object, got {type(pricing).__name__}")
+    row["position"] = position
+    row["extra"] = canonical_json(extra) if extra else None
+    return row, reasons
+
+
+def normalise_items(
+    items: list[Any], *, source: str, price_multiplier: float = 1.0
+) -> Normalised:
+    """Normalise a catalog's items; invalid rows go to the quarantine with their reasons."""
+    from schemas.catalog import failure_reasons  # pandera is only needed when ingesting
+
+    rows: list[dict[str, Any]] = []
+    row_reasons: list[list[str]] = []
+    for position, item in enumerate(items):
+        row, reasons = normalise_item(
+            item, position, source=source, price_multiplier=price_multiplier
+        )
+        rows.append(row)
+        row_reasons.append(reasons)
+
+    seen: set[str] = set()
+    for row, reasons in zip(rows, row_reasons, strict=True):
+        mid = row["model_id"]
+        if mid is None:
+            continue
+        if mid in seen:
+            reasons.append(f"duplicate model_id {mid!r} (the first occurrence is kept)")
+        seen.add(mid)
+
+    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+    for index, reason in failure_reasons(frame):
+        row_reasons[index].append(reason)
+
+    quarantine = [
+        QuarantinedRow(
+            position=i,
+            model_id=rows[i]["model_id"],
+            reason="; ".join(reasons),
+            raw=json.dumps(items[i], ensure_ascii=False, default=str),
+        )
+        for i, reasons in enumerate(row_reasons)
+        if reasons
+    ]
+    keep = [not reasons for reasons in row_reasons]
+    hashes = [row_hash(r) if ok else None for r, ok in zip(rows, keep, strict=True)]
+    frame = (
+        frame.with_columns(pl.Series("row_hash", hashes, dtype=pl.String))
+        .filter(pl.Series(keep, dtype=pl.Boolean))
+        .select(*COLUMNS, "row_hash")
+    )
+    return Normalised(
+        frame=frame,
+        quarantine=quarantine,
+        unknown_values=unknown_values(frame),
+        total_rows=len(items),
+    )
+
+
+def unknown_values(frame: pl.DataFrame) -> dict[str, list[str]]:
+    """Enum values outside SPEC 1's documented sets: kept, and reported."""
+    found: dict[str, list[str]] = {}
+    for col, known in KNOWN_VALUES.items():
+        values = frame.get_column(col).explode().drop_nulls().unique().to_list()
+        extra = sorted(set(values) - set(known))
+        if extra:
+            found[col] = extra
+    return found
