@@ -1,0 +1,49 @@
+import gzip
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TZ", "UTC")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+DOCS = DATA / "aihubmix-docs"
+HISTORY = DATA / "aihubmix-modelsdev"
+
+
+@pytest.fixture
+def store():
+    from pipeline.store import Store
+
+    with Store.open(":memory:") as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def bundled() -> list[tuple[datetime, bytes]]:
+    """The bundled AiHubMix history: (fetch time, body), oldest first."""
+    from pipeline.jobs import payload_files
+
+    return [(t, gzip.decompress(p.read_bytes())) for t, p in payload_files(HISTORY)]
+
+
+def doc(name: str) -> bytes:
+    return (DOCS / name).read_bytes()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the real `modelwatch` entry point in a child process."""
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd or ROOT,
+        timeout=120,
+    )
