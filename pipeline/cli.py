@@ -90,6 +90,7 @@ def snapshot(
     accept_mass_removal: Annotated[
         bool, typer.Option(help="apply a snapshot that removes over half the models")
     ] = False,
+    retries: Annotated[int, typer.Option(min=0, max=10, help="retries on 5xx, 429, network errors")] = 3,
     token_env: Annotated[
         str | None, typer.Option(help="name of an env variable holding a bearer token")
     ] = None,
@@ -104,7 +105,8 @@ def snapshot(
         raise ModelwatchError(f"environment variable {token_env!r} is not set")
     with open_store(db) as store:
         result = take_snapshot(store, source=source, url=url, force=force,
-                               accept_mass_removal=accept_mass_removal, token=token)
+                               accept_mass_removal=accept_mass_removal, token=token,
+                               max_attempts=retries + 1)
     if isinstance(result, Skipped):
         out.print(f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
                   f"until {iso(result.fresh_until)}; use --force to fetch anyway")
@@ -260,7 +262,7 @@ def demo(db: DbOption = None) -> None:
 def main() -> None:
     """Entry point: user mistakes and upstream failures are one line, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
     except ModelwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(EXIT_ERROR)
@@ -276,6 +278,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

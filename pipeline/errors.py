@@ -3,8 +3,8 @@
     ModelwatchError                 base: the CLI prints its message on one line, exit 1
     ├── BadInput                    a user-supplied value is wrong (time, path, option)
     │   └── BadParameter            a query parameter SPEC 4 rejects (HTTP 400)
-    ├── PayloadRejected             the upstream body is not a catalog (not JSON, no data, success:false)
-    ├── UpstreamError               the upstream could not be reached or kept failing (5xx, timeouts)
+    ├── PayloadRejected             the body is not a catalog (not JSON, no data, success:false)
+    ├── UpstreamError               the upstream was unreachable or kept failing (5xx, timeouts)
     ├── StoreError                  the DuckDB store cannot do what was asked
     │   └── StoreLocked             another process holds the database file
     └── UnknownSource               no adapter or configuration for a source name
@@ -28,9 +28,18 @@ class BadParameter(BadInput):
 class PayloadRejected(ModelwatchError):
     """The upstream answered, but the body is not a catalog."""
 
+    status: int | None = None
+    body: bytes | None = None
+
 
 class UpstreamError(ModelwatchError):
-    """The upstream failed (connection, timeout, 5xx, 429) after every retry."""
+    """The upstream failed (connection, timeout, 5xx, 429) after every retry.
+
+    `status` and `body` hold the last answer, if any, so it can be archived.
+    """
+
+    status: int | None = None
+    body: bytes | None = None
 
 
 class StoreError(ModelwatchError):

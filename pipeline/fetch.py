@@ -18,21 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 import httpx
 
+from pipeline import __version__
 from pipeline.errors import BadInput, PayloadRejected, UpstreamError
 
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=Exception)
-
-try:
-    __version__ = version("modelwatch")
-except PackageNotFoundError:  # running from a source checkout that is not installed
-    __version__ = "0+unknown"
 
 USER_AGENT = f"modelwatch/{__version__}"
 
@@ -332,6 +327,6 @@ def _redact(text: str, token: str | None) -> str:
 
 def _with(exc: _E, status: int | None, body: bytes | None) -> _E:
     """Attach the HTTP status and body the caller archives (`getattr(exc, "body", None)`)."""
-    exc.status = status  # type: ignore[attr-defined]
-    exc.body = body  # type: ignore[attr-defined]
+    exc.status = status
+    exc.body = body
     return exc

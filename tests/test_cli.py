@@ -1,0 +1,99 @@
+"""The command line contract (SPEC 7), run as a user would: a child process per command."""
+
+import json
+import shutil
+
+import pytest
+
+from pipeline.normalise import normalise_items
+from pipeline.render import catalog_body
+from pipeline.sources.aihubmix import parse
+from tests.conftest import HISTORY, run_cli
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("demo") / "catalog.duckdb"
+    done = run_cli("demo", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert "33 recorded AiHubMix catalogs" in done.stdout
+    return db
+
+
+def test_demo_replays_the_bundled_history(demo_db, bundled):
+    done = run_cli("info", "--db", str(demo_db))
+    assert done.returncode == 0
+    assert "snapshots" in done.stdout and "models now" in done.stdout
+    again = run_cli("replay", str(HISTORY), "--db", str(demo_db))  # already stored: a no-op
+    assert again.returncode == 0, again.stderr
+    assert "33 │   0 │         0 │        33" in again.stdout
+
+
+@pytest.mark.parametrize("index", [0, 9, 21, 32])
+def test_models_json_is_the_api_body_as_of_each_snapshot(demo_db, bundled, index):
+    fetched_at, payload = bundled[index]
+    done = run_cli("models", "--db", str(demo_db), "--as-of", fetched_at.isoformat() + "Z",
+                   "--format", "json")
+    assert done.returncode == 0, done.stderr
+    want = normalise_items(parse(payload), source="aihubmix").frame
+    assert done.stdout.encode() == catalog_body(want) + b"\n"
+    # and the body is the upstream shape, model for model
+    served = json.loads(done.stdout)
+    upstream = json.loads(payload)["data"]
+    assert [m["model_id"] for m in served["data"]] == [m["model_id"] for m in upstream]
+    assert [m["pricing"] for m in served["data"]] == [m["pricing"] for m in upstream]
+    assert served["success"] is True and served["message"] == ""
+
+
+def test_models_before_the_first_snapshot_is_empty(demo_db):
+    done = run_cli("models", "--db", str(demo_db), "--as-of", "2020-01-01", "--format", "json")
+    assert json.loads(done.stdout) == {"data": [], "message": "", "success": True}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "--as-of", "yesterday"], "error: --as-of 'yesterday' is not an ISO 8601 time"),
+        (["replay", "/nonexistent/dir"], "error: replay folder '/nonexistent/dir' does not exist"),
+        (["snapshot", "--source", "nope"], "error: unknown source 'nope'; known sources: aihubmix"),
+        (["models", "--db", "/no/such/dir/x.duckdb"], "error: database folder '/no/such/dir' does not exist"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_1(args, message, tmp_path):
+    done = run_cli(*args, env={"MODELWATCH_DB": str(tmp_path / "x.duckdb")})
+    assert done.returncode == 1
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_replay_reports_rejected_and_suspect_files(tmp_path):
+    folder = tmp_path / "payloads"
+    folder.mkdir()
+    first = sorted(HISTORY.iterdir())[0]
+    shutil.copy(first, folder / first.name)
+    (folder / "2026-01-01T00-00-00Z_bad.json").write_text("<html>502</html>")
+    (folder / "2026-01-02T00-00-00Z_empty.json").write_text('{"data": [], "success": true}')
+    db = tmp_path / "r.duckdb"
+    done = run_cli("replay", str(folder), "--db", str(db))
+    assert done.returncode == 1
+    assert "2 of 3 payloads not applied; first: 2026-01-01T00:00:00Z rejected: body is not JSON" in done.stderr
+
+
+def test_env_variable_selects_the_database(tmp_path):
+    db = tmp_path / "env.duckdb"
+    done = run_cli("replay", str(HISTORY), env={"MODELWATCH_DB": str(db)})
+    assert done.returncode == 3  # the bundled history holds one mass rename: held as suspect
+    assert db.exists()
+
+
+def test_every_command_has_help():
+    import typer.main
+
+    from pipeline.cli import app
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        assert command.help, f"{name} has no help"
+        done = run_cli(name, "--help")
+        assert done.returncode == 0 and "Usage" in done.stdout

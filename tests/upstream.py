@@ -1,0 +1,66 @@
+"""A scripted upstream catalog server on 127.0.0.1, for tests that need real HTTP.
+
+It serves `/api/v1/models` like AiHubMix: a quoted ETag, `Cache-Control` with max-age,
+and `304` for a matching `If-None-Match`. Tests set the body, or queue failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=300"
+
+
+class Upstream(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.body = b'{"data": [], "message": "", "success": true}'
+        self.failures: deque[tuple[int, bytes]] = deque()
+        self.requests: list[dict[str, str]] = []
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api/v1/models"
+
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Upstream
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests.append(dict(self.headers.items()))
+        if self.server.failures:
+            status, body = self.server.failures.popleft()
+            return self._send(status, body, {"Content-Type": "text/html"})
+        body = self.server.body
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if etag in (self.headers.get("If-None-Match") or ""):
+            return self._send(304, b"", headers)
+        self._send(200, body, {**headers, "Content-Type": "application/json"})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
