@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +42,7 @@ DbOption = Annotated[
 SourceOption = Annotated[str, typer.Option("--source", help="catalog source name")]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -70,13 +70,19 @@ def _describe(result: IngestResult) -> str:
     parts = [f"{result.source} {iso(result.fetched_at)}: {result.outcome}"]
     if result.outcome in ("new", "unchanged", "suspect"):
         parts.append(f"{result.models} models")
-    counts = [(len(result.added), "added"), (len(result.removed), "removed"),
-              (len(result.returned), "returned"), (len(result.changed), "changed"),
-              (result.quarantined, "quarantined")]
+    counts = [
+        (len(result.added), "added"),
+        (len(result.removed), "removed"),
+        (len(result.returned), "returned"),
+        (len(result.changed), "changed"),
+        (result.quarantined, "quarantined"),
+    ]
     parts += [f"{n} {label}" for n, label in counts if n]
     if result.unknown_values:
-        parts.append("new values " + "; ".join(
-            f"{k}: {', '.join(v)}" for k, v in result.unknown_values.items()))
+        parts.append(
+            "new values "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in result.unknown_values.items())
+        )
     if result.error:
         parts.append(result.error)
     return ", ".join(parts)
@@ -86,11 +92,15 @@ def _describe(result: IngestResult) -> str:
 def snapshot(
     source: SourceOption = "aihubmix",
     url: Annotated[str | None, typer.Option(help="catalog URL (default: the source's)")] = None,
-    force: Annotated[bool, typer.Option(help="fetch even within max-age; no If-None-Match")] = False,
+    force: Annotated[
+        bool, typer.Option(help="fetch even within max-age; no If-None-Match")
+    ] = False,
     accept_mass_removal: Annotated[
         bool, typer.Option(help="apply a snapshot that removes over half the models")
     ] = False,
-    retries: Annotated[int, typer.Option(min=0, max=10, help="retries on 5xx, 429, network errors")] = 3,
+    retries: Annotated[
+        int, typer.Option(min=0, max=10, help="retries on 5xx, 429, network errors")
+    ] = 3,
     token_env: Annotated[
         str | None, typer.Option(help="name of an env variable holding a bearer token")
     ] = None,
@@ -104,12 +114,20 @@ def snapshot(
     if token_env and not token:
         raise ModelwatchError(f"environment variable {token_env!r} is not set")
     with open_store(db) as store:
-        result = take_snapshot(store, source=source, url=url, force=force,
-                               accept_mass_removal=accept_mass_removal, token=token,
-                               max_attempts=retries + 1)
+        result = take_snapshot(
+            store,
+            source=source,
+            url=url,
+            force=force,
+            accept_mass_removal=accept_mass_removal,
+            token=token,
+            max_attempts=retries + 1,
+        )
     if isinstance(result, Skipped):
-        out.print(f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
-                  f"until {iso(result.fresh_until)}; use --force to fetch anyway")
+        out.print(
+            f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
+            f"until {iso(result.fresh_until)}; use --force to fetch anyway"
+        )
         return
     _finish([result])
 
@@ -141,26 +159,41 @@ def replay(
     bad = [r for r in results if r.outcome in ("rejected", "failed", "suspect")]
     if bad:
         first = bad[0]
-        err.print(f"{len(bad)} of {len(results)} payloads not applied; first: "
-                  f"{iso(first.fetched_at)} {first.outcome}: {first.error}")
+        err.print(
+            f"{len(bad)} of {len(results)} payloads not applied; first: "
+            f"{iso(first.fetched_at)} {first.outcome}: {first.error}"
+        )
     _finish(results)
 
 
-def _replay(directory: Path, *, source: str, accept_mass_removal: bool,
-            db: Path | None) -> list[IngestResult]:
+def _replay(
+    directory: Path, *, source: str, accept_mass_removal: bool, db: Path | None
+) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from pipeline.jobs import payload_files
     from pipeline.jobs import replay as run_replay
 
     files = payload_files(directory)
-    with open_store(db) as store, Progress(
-        TextColumn("replay {task.description}"), BarColumn(), MofNCompleteColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
-    ) as progress:
+    with (
+        open_store(db) as store,
+        Progress(
+            TextColumn("replay {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress,
+    ):
         task = progress.add_task(source, total=len(files))
-        return run_replay(store, files, source=source, accept_mass_removal=accept_mass_removal,
-                          on_result=lambda _p, _r: progress.advance(task))
+        return run_replay(
+            store,
+            files,
+            source=source,
+            accept_mass_removal=accept_mass_removal,
+            on_result=lambda _p, _r: progress.advance(task),
+        )
 
 
 def _print_replay_summary(results: list[IngestResult]) -> None:
@@ -170,8 +203,13 @@ def _print_replay_summary(results: list[IngestResult]) -> None:
     table = Table(title="replay", show_edge=False)
     for name in ("payloads", "new", "unchanged", "duplicate", "rejected", "suspect", "failed"):
         table.add_column(name, justify="right")
-    table.add_row(str(len(results)), *(str(counts.get(k, 0)) for k in
-                  ("new", "unchanged", "duplicate", "rejected", "suspect", "failed")))
+    table.add_row(
+        str(len(results)),
+        *(
+            str(counts.get(k, 0))
+            for k in ("new", "unchanged", "duplicate", "rejected", "suspect", "failed")
+        ),
+    )
     out.print(table)
 
 
@@ -206,10 +244,14 @@ def _print_models(frame: Any, fmt: Format) -> None:
         return
     table = Table(show_edge=False)
     for name in ("model_id", "types", "features", "modalities", "context", "in $/1M", "out $/1M"):
-        table.add_column(name, overflow="fold", justify="right" if "$" in name or name == "context" else "left")
+        table.add_column(
+            name, overflow="fold", justify="right" if "$" in name or name == "context" else "left"
+        )
     for r in frame.iter_rows(named=True):
         table.add_row(
-            r["model_id"], ",".join(r["types"]), ",".join(r["features"]),
+            r["model_id"],
+            ",".join(r["types"]),
+            ",".join(r["features"]),
             ",".join(r["input_modalities"]),
             f"{r['context_length']:,}" if r["context_length"] else "?",
             "?" if r["input_price"] is None else f"{r['input_price']:g}",
@@ -245,18 +287,21 @@ def demo(db: DbOption = None) -> None:
     from pipeline.jobs import payload_files
 
     files = payload_files(BUNDLED_HISTORY)
-    out.print(f"Replaying {len(files)} recorded AiHubMix catalogs "
-              f"({iso(files[0][0])} .. {iso(files[-1][0])}) into {db_path(db)}")
+    out.print(
+        f"Replaying {len(files)} recorded AiHubMix catalogs "
+        f"({iso(files[0][0])} .. {iso(files[-1][0])}) into {db_path(db)}"
+    )
     # The recorded history is trusted: its one mass rename is applied, and reported.
     results = _replay(BUNDLED_HISTORY, source="aihubmix", accept_mass_removal=True, db=db)
     _print_replay_summary(results)
     with open_store(db) as store:
         summary = store.summary()
     _print_summary(summary)
-    changes = sum(len(r.added) + len(r.removed) + len(r.returned) + len(r.changed)
-                  for r in results)
-    out.print(f"{changes} model changes across {summary['snapshots']} snapshots. "
-              f"Try: modelwatch models --as-of 2026-01-01 --db {db_path(db)}")
+    changes = sum(len(r.added) + len(r.removed) + len(r.returned) + len(r.changed) for r in results)
+    out.print(
+        f"{changes} model changes across {summary['snapshots']} snapshots. "
+        f"Try: modelwatch models --as-of 2026-01-01 --db {db_path(db)}"
+    )
 
 
 def main() -> None:

@@ -1,13 +1,13 @@
 """The one exception family of modelwatch.
 
-    ModelwatchError                 base: the CLI prints its message on one line, exit 1
-    ├── BadInput                    a user-supplied value is wrong (time, path, option)
-    │   └── BadParameter            a query parameter SPEC 4 rejects (HTTP 400)
-    ├── PayloadRejected             the body is not a catalog (not JSON, no data, success:false)
-    ├── UpstreamError               the upstream was unreachable or kept failing (5xx, timeouts)
-    ├── StoreError                  the DuckDB store cannot do what was asked
-    │   └── StoreLocked             another process holds the database file
-    └── UnknownSource               no adapter or configuration for a source name
+ModelwatchError                 base: the CLI prints its message on one line, exit 1
+├── BadInput                    a user-supplied value is wrong (time, path, option)
+│   └── BadParameter            a query parameter SPEC 4 rejects (HTTP 400)
+├── PayloadRejected             the body is not a catalog (not JSON, no data, success:false)
+├── UpstreamError               the upstream was unreachable or kept failing (5xx, timeouts)
+├── StoreError                  the DuckDB store cannot do what was asked
+│   └── StoreLocked             another process holds the database file
+└── UnknownSource               no adapter or configuration for a source name
 """
 
 from __future__ import annotations

@@ -93,9 +93,16 @@ def fetch_catalog(
     http = httpx.Client(timeout=timeout, follow_redirects=True) if client is None else client
     try:
         return _fetch(
-            http, url, etag=etag, token=token, max_attempts=max_attempts,
-            max_total_seconds=max_total_seconds, backoff=backoff, max_bytes=max_bytes,
-            sleep=sleep, rng=rng if rng is not None else random.Random(),
+            http,
+            url,
+            etag=etag,
+            token=token,
+            max_attempts=max_attempts,
+            max_total_seconds=max_total_seconds,
+            backoff=backoff,
+            max_bytes=max_bytes,
+            sleep=sleep,
+            rng=rng if rng is not None else random.Random(),
         )
     finally:
         if own_client:
@@ -139,7 +146,11 @@ def _fetch(
         started = time.monotonic()
         try:
             failure, response = _attempt(
-                client, url, headers=headers, attempt=attempt, max_bytes=max_bytes,
+                client,
+                url,
+                headers=headers,
+                attempt=attempt,
+                max_bytes=max_bytes,
                 request_timeout=_cap_timeout(client.timeout, max_total_seconds - spent),
                 token=token,
             )
@@ -187,26 +198,40 @@ def _attempt(
             resp_etag = resp.headers.get("ETag")
             max_age = parse_max_age(resp.headers.get("Cache-Control"))
             if status == 304:
-                return None, FetchResponse(url=url, status=304, body=None, etag=resp_etag,
-                                           max_age=max_age, attempts=attempt)
+                return None, FetchResponse(
+                    url=url,
+                    status=304,
+                    body=None,
+                    etag=resp_etag,
+                    max_age=max_age,
+                    attempts=attempt,
+                )
             if status == 429 or status >= 500:
                 body = _read_capped(resp, min(max_bytes, _ERROR_BODY_LIMIT))
                 retry_after = None
                 if status in (429, 503):
                     retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-                return _Failure(status=status, reason=resp.reason_phrase, body=body,
-                                retry_after=retry_after), None
+                return _Failure(
+                    status=status, reason=resp.reason_phrase, body=body, retry_after=retry_after
+                ), None
             body = _read_limited(resp, url, max_bytes, token=token)
-            return None, FetchResponse(url=url, status=status, body=body, etag=resp_etag,
-                                       max_age=max_age, attempts=attempt)
+            return None, FetchResponse(
+                url=url, status=status, body=body, etag=resp_etag, max_age=max_age, attempts=attempt
+            )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise BadInput(_redact(f"cannot GET {url}: {_exc_line(exc)}", token)) from None
     except httpx.DecodingError as exc:
-        raise _with(PayloadRejected(_redact(
-            f"GET {url}: body cannot be decoded ({_exc_line(exc)})", token)), None, None) from exc
+        raise _with(
+            PayloadRejected(
+                _redact(f"GET {url}: body cannot be decoded ({_exc_line(exc)})", token)
+            ),
+            None,
+            None,
+        ) from exc
     except httpx.TooManyRedirects as exc:
-        raise _with(UpstreamError(_redact(f"GET {url}: {_exc_line(exc)}", token)),
-                    None, None) from exc
+        raise _with(
+            UpstreamError(_redact(f"GET {url}: {_exc_line(exc)}", token)), None, None
+        ) from exc
     except httpx.TransportError as exc:
         return _Failure(error=_exc_line(exc)), None
 
@@ -215,17 +240,33 @@ def _read_limited(resp: httpx.Response, url: str, max_bytes: int, *, token: str 
     """The whole body, refused as soon as it is known to be larger than `max_bytes`."""
     declared = resp.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise _with(PayloadRejected(_redact(
-            f"body exceeds {max_bytes} bytes (Content-Length {int(declared)}) "
-            f"from GET {url}, HTTP {resp.status_code}", token)), resp.status_code, None)
+        raise _with(
+            PayloadRejected(
+                _redact(
+                    f"body exceeds {max_bytes} bytes (Content-Length {int(declared)}) "
+                    f"from GET {url}, HTTP {resp.status_code}",
+                    token,
+                )
+            ),
+            resp.status_code,
+            None,
+        )
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_bytes():  # decoded bytes, so a compressed bomb is caught too
         size += len(chunk)
         if size > max_bytes:
-            raise _with(PayloadRejected(_redact(
-                f"body exceeds {max_bytes} bytes (stopped reading at {size}) "
-                f"from GET {url}, HTTP {resp.status_code}", token)), resp.status_code, None)
+            raise _with(
+                PayloadRejected(
+                    _redact(
+                        f"body exceeds {max_bytes} bytes (stopped reading at {size}) "
+                        f"from GET {url}, HTTP {resp.status_code}",
+                        token,
+                    )
+                ),
+                resp.status_code,
+                None,
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -272,12 +313,17 @@ def _cap_timeout(base: httpx.Timeout, remaining: float) -> httpx.Timeout:
     def capped(value: float | None) -> float:
         return cap if value is None else min(value, cap)
 
-    return httpx.Timeout(connect=capped(base.connect), read=capped(base.read),
-                         write=capped(base.write), pool=capped(base.pool))
+    return httpx.Timeout(
+        connect=capped(base.connect),
+        read=capped(base.read),
+        write=capped(base.write),
+        pool=capped(base.pool),
+    )
 
 
-def _exhausted(url: str, failure: _Failure, attempts: int, *, token: str | None,
-               why: str | None) -> UpstreamError:
+def _exhausted(
+    url: str, failure: _Failure, attempts: int, *, token: str | None, why: str | None
+) -> UpstreamError:
     plural = "attempt" if attempts == 1 else "attempts"
     message = f"GET {url} failed after {attempts} {plural}: {_describe(failure)}"
     if why:

@@ -58,28 +58,54 @@ def snapshot(
             return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
     etag = last.etag if last and not force else None
     try:
-        response = fetch_catalog(target, etag=etag, client=client, token=token,
-                                 max_attempts=max_attempts)
+        response = fetch_catalog(
+            target, etag=etag, client=client, token=token, max_attempts=max_attempts
+        )
     except (UpstreamError, PayloadRejected) as exc:
         outcome = "rejected" if isinstance(exc, PayloadRejected) else "failed"
-        store.record_attempt(source=source, url=target, fetched_at=started, outcome=outcome,
-                             http_status=getattr(exc, "status", None), error=str(exc),
-                             body=getattr(exc, "body", None))
+        store.record_attempt(
+            source=source,
+            url=target,
+            fetched_at=started,
+            outcome=outcome,
+            http_status=getattr(exc, "status", None),
+            error=str(exc),
+            body=getattr(exc, "body", None),
+        )
         raise
     if response.status == 304:
-        return store.record_attempt(source=source, url=target, fetched_at=started,
-                                    outcome="not_modified", http_status=304,
-                                    etag=response.etag or etag, max_age=response.max_age)
+        return store.record_attempt(
+            source=source,
+            url=target,
+            fetched_at=started,
+            outcome="not_modified",
+            http_status=304,
+            etag=response.etag or etag,
+            max_age=response.max_age,
+        )
     body = response.body or b""
     if response.status != 200:
         # a final 4xx: keep the body, record why; parsing it would quote the upstream message
-        result = store.record_attempt(source=source, url=target, fetched_at=started,
-                                      outcome="rejected", http_status=response.status,
-                                      error=_status_error(response.status, body), body=body)
+        result = store.record_attempt(
+            source=source,
+            url=target,
+            fetched_at=started,
+            outcome="rejected",
+            http_status=response.status,
+            error=_status_error(response.status, body),
+            body=body,
+        )
         return result
-    return store.ingest(body, source=source, url=target, fetched_at=started, http_status=200,
-                        etag=response.etag, max_age=response.max_age,
-                        accept_mass_removal=accept_mass_removal)
+    return store.ingest(
+        body,
+        source=source,
+        url=target,
+        fetched_at=started,
+        http_status=200,
+        etag=response.etag,
+        max_age=response.max_age,
+        accept_mass_removal=accept_mass_removal,
+    )
 
 
 def _status_error(status: int, body: bytes) -> str:
@@ -100,7 +126,9 @@ def payload_files(directory: Path) -> list[tuple[datetime, Path]]:
     files = [p for p in directory.iterdir() if p.name.endswith(PAYLOAD_SUFFIXES)]
     if not files:
         raise BadInput(f"no *.json or *.json.gz payloads in {str(directory)!r}")
-    return sorted(((time_from_filename(p.name), p) for p in files), key=lambda tp: (tp[0], tp[1].name))
+    return sorted(
+        ((time_from_filename(p.name), p) for p in files), key=lambda tp: (tp[0], tp[1].name)
+    )
 
 
 def read_payload(path: Path) -> bytes:
@@ -125,8 +153,13 @@ def replay(
     get_source(source)
     results = []
     for fetched_at, path in files:
-        result = store.ingest(read_payload(path), source=source, fetched_at=fetched_at,
-                              url=f"file:{path.name}", accept_mass_removal=accept_mass_removal)
+        result = store.ingest(
+            read_payload(path),
+            source=source,
+            fetched_at=fetched_at,
+            url=f"file:{path.name}",
+            accept_mass_removal=accept_mass_removal,
+        )
         results.append(result)
         if on_result is not None:
             on_result(path, result)

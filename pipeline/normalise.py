@@ -75,7 +75,9 @@ def _list(value: Any, name: str, reasons: list[str]) -> list[str]:
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         parts = value
     else:
-        reasons.append(f"{name} must be a comma-separated string or a list of strings, got {value!r}"[:200])
+        reasons.append(
+            f"{name} must be a comma-separated string or a list of strings, got {value!r}"[:200]
+        )
         return []
     aliases = ALIASES[name]
     cleaned = {aliases.get(p, p) for p in (s.strip().lower() for s in parts) if p}
@@ -159,9 +161,7 @@ def normalise_item(
     return row, reasons
 
 
-def normalise_items(
-    items: list[Any], *, source: str, price_multiplier: float = 1.0
-) -> Normalised:
+def normalise_items(items: list[Any], *, source: str, price_multiplier: float = 1.0) -> Normalised:
     """Normalise a catalog's items; invalid rows go to the quarantine with their reasons."""
     from schemas.catalog import failure_reasons  # pandera is only needed when ingesting
 

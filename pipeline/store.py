@@ -119,8 +119,12 @@ CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
                s.observed_at
         FROM orders JOIN s USING (order_hash)
     )
-    SELECT {", ".join("o.model_id" if c == "model_id" else f"o.{c}" if c == "position"
-                      else f"v.{c}" for c in COLUMNS)}
+    SELECT {
+    ", ".join(
+        "o.model_id" if c == "model_id" else f"o.{c}" if c == "position" else f"v.{c}"
+        for c in COLUMNS
+    )
+}
     FROM o JOIN model_versions v
       ON v.source = src AND v.model_id = o.model_id
      AND v.valid_from <= o.observed_at AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)
@@ -196,9 +200,7 @@ class Store:
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def open(
-        cls, path: str | Path | None = None, *, lock_timeout: float = 10.0
-    ) -> Store:
+    def open(cls, path: str | Path | None = None, *, lock_timeout: float = 10.0) -> Store:
         """Open (creating if needed); wait up to `lock_timeout` s for another writer."""
         target = str(path if path is not None else DEFAULT_DB)
         if target != ":memory:":
@@ -213,16 +215,22 @@ class Store:
             except duckdb.IOException as exc:
                 text = str(exc)
                 if "lock" not in text.lower():
-                    raise StoreError(f"cannot open database {target!r}: {text.splitlines()[0]}")
+                    raise StoreError(
+                        f"cannot open database {target!r}: {text.splitlines()[0]}"
+                    ) from None
                 if time.monotonic() >= deadline:
-                    holder = text.split("(PID", 1)[-1].split(")")[0].strip() if "PID" in text else "?"
+                    holder = (
+                        text.split("(PID", 1)[-1].split(")")[0].strip() if "PID" in text else "?"
+                    )
                     raise StoreLocked(
                         f"database {target!r} is in use by another process (PID {holder}); "
                         f"waited {lock_timeout:g}s"
                     ) from None
                 time.sleep(0.1)
             except duckdb.Error as exc:
-                raise StoreError(f"cannot open database {target!r}: {str(exc).splitlines()[0]}") from None
+                raise StoreError(
+                    f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
+                ) from None
         return cls(con, target)
 
     def __enter__(self) -> Store:
@@ -239,7 +247,9 @@ class Store:
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
         ).fetchall()[0][0]
         if found:
-            version = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            version = self.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchall()
             if version and int(version[0][0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"database {self.path!r} has schema version {version[0][0]}, "
@@ -313,7 +323,8 @@ class Store:
         cursor: str | None = digest
         while cursor is not None and cursor not in self._raw_cache:
             row = self._one(
-                "SELECT content_hash, codec, base_hash, data FROM raw_payloads WHERE content_hash = ?",
+                "SELECT content_hash, codec, base_hash, data FROM raw_payloads "
+                "WHERE content_hash = ?",
                 [cursor],
             )
             if row is None:
@@ -325,8 +336,10 @@ class Store:
             if codec == "zstd":
                 body = zstd.ZstdDecompressor().decompress(data)
             else:
-                base_body = self._raw_cache[base] if base in self._raw_cache else body
-                dictionary = zstd.ZstdCompressionDict(base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT)
+                base_body = self._raw_cache.get(base, body)
+                dictionary = zstd.ZstdCompressionDict(
+                    base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT
+                )
                 body = zstd.ZstdDecompressor(dict_data=dictionary).decompress(data)
             self._remember(digest_i, body)
         return body
@@ -336,7 +349,9 @@ class Store:
         while len(self._raw_cache) > 4:
             self._raw_cache.pop(next(iter(self._raw_cache)))
 
-    def _store_raw(self, source: str, body: bytes, digest: str, at: datetime, base: str | None) -> None:
+    def _store_raw(
+        self, source: str, body: bytes, digest: str, at: datetime, base: str | None
+    ) -> None:
         if self._one("SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest]):
             return
         depth = 0
@@ -360,18 +375,36 @@ class Store:
         self._remember(digest, body)
 
     # -- writing ---------------------------------------------------------------------
-    def _log(self, result: IngestResult, *, url: str | None, http_status: int | None,
-             etag: str | None, max_age: int | None) -> int:
+    def _log(
+        self,
+        result: IngestResult,
+        *,
+        url: str | None,
+        http_status: int | None,
+        etag: str | None,
+        max_age: int | None,
+    ) -> int:
         row = self.con.execute(
             """INSERT INTO fetch_log (source, url, fetched_at, http_status, etag, max_age,
                    content_hash, outcome, error, models, added, removed, returned, changed,
                    quarantined, unknown_values, duration_ms)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING fetch_id""",
             [
-                result.source, url, result.fetched_at, http_status, etag, max_age,
-                result.content_hash, result.outcome, result.error, result.models,
-                len(result.added), len(result.removed), len(result.returned),
-                len(result.changed), result.quarantined,
+                result.source,
+                url,
+                result.fetched_at,
+                http_status,
+                etag,
+                max_age,
+                result.content_hash,
+                result.outcome,
+                result.error,
+                result.models,
+                len(result.added),
+                len(result.removed),
+                len(result.returned),
+                len(result.changed),
+                result.quarantined,
                 json.dumps(result.unknown_values) if result.unknown_values else None,
                 result.duration_ms,
             ],
@@ -393,13 +426,15 @@ class Store:
     ) -> IngestResult:
         """Log an attempt that applies nothing (304, upstream failure), keeping any body."""
         digest = content_hash(body) if body is not None else None
-        result = IngestResult(source=source, fetched_at=fetched_at, outcome=outcome,
-                              content_hash=digest, error=error)
+        result = IngestResult(
+            source=source, fetched_at=fetched_at, outcome=outcome, content_hash=digest, error=error
+        )
         with self.transaction():
             if body is not None and digest is not None:
                 self._store_raw(source, body, digest, fetched_at, None)
-            result.fetch_id = self._log(result, url=url, http_status=http_status, etag=etag,
-                                        max_age=max_age)
+            result.fetch_id = self._log(
+                result, url=url, http_status=http_status, etag=etag, max_age=max_age
+            )
         self._states.pop(source, None)
         return result
 
@@ -438,8 +473,9 @@ class Store:
         spec = get_source(source)
         started = time.perf_counter()
         digest = content_hash(body)
-        result = IngestResult(source=source, fetched_at=fetched_at, outcome="new",
-                              content_hash=digest)
+        result = IngestResult(
+            source=source, fetched_at=fetched_at, outcome="new", content_hash=digest
+        )
         log_args = {"url": url, "http_status": http_status, "etag": etag, "max_age": max_age}
 
         if self._one(
@@ -461,8 +497,9 @@ class Store:
             result.duration_ms = (time.perf_counter() - started) * 1000
             return result
 
-        def commit(outcome: str, *, raw_base: str | None = base, quarantine: Any = (),
-                   apply: Any = None) -> IngestResult:
+        def commit(
+            outcome: str, *, raw_base: str | None = base, quarantine: Any = (), apply: Any = None
+        ) -> IngestResult:
             try:
                 with self.transaction():
                     if outcome != "unchanged" or raw_base != digest:
@@ -476,8 +513,14 @@ class Store:
                 if isinstance(exc, ModelwatchError):
                     raise
                 error = f"could not apply the snapshot: {exc.__class__.__name__}: {exc}"
-                self.record_attempt(source=source, fetched_at=fetched_at, outcome="failed",
-                                    error=error, body=body, **log_args)
+                self.record_attempt(
+                    source=source,
+                    fetched_at=fetched_at,
+                    outcome="failed",
+                    error=error,
+                    body=body,
+                    **log_args,
+                )
                 raise StoreError(error) from exc
             state.newest = fetched_at
             if outcome in ACCEPTED:
@@ -507,7 +550,9 @@ class Store:
         positions = frame.get_column("position").to_list()
         new_hashes = dict(zip(ids, frame.get_column("row_hash").to_list(), strict=True))
         result.removed = sorted(set(current) - set(new_hashes))
-        result.changed = sorted(m for m, h in new_hashes.items() if m in current and current[m] != h)
+        result.changed = sorted(
+            m for m, h in new_hashes.items() if m in current and current[m] != h
+        )
         appeared = [m for m in ids if m not in current]
         if appeared:
             seen_before = {
@@ -526,8 +571,9 @@ class Store:
         mass_removal = len(result.removed) * 2 > len(current)
         if (frame.height == 0 or mass_removal) and not accept_mass_removal:
             result.error = (
-                "empty catalog" if frame.height == 0 else
-                f"would remove {len(result.removed)} of {len(current)} models"
+                "empty catalog"
+                if frame.height == 0
+                else f"would remove {len(result.removed)} of {len(current)} models"
             ) + " (held as suspect; pass --accept-mass-removal to apply it)"
             return commit("suspect", quarantine=norm.quarantine)
 
@@ -544,15 +590,26 @@ class Store:
         return result
 
     def _store_quarantine(self, source: str, digest: str, rows: list[Any]) -> None:
-        if not rows or self._one("SELECT 1 FROM quarantine WHERE content_hash = ? LIMIT 1", [digest]):
+        if not rows or self._one(
+            "SELECT 1 FROM quarantine WHERE content_hash = ? LIMIT 1", [digest]
+        ):
             return
         self.con.executemany(
             "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
             [[digest, source, q.position, q.model_id, q.reason, q.raw] for q in rows],
         )
 
-    def _apply(self, source: str, at: datetime, result: IngestResult, frame: pl.DataFrame,
-               touched: set[str], ids: list[str], positions: list[int], order_hash: str) -> None:
+    def _apply(
+        self,
+        source: str,
+        at: datetime,
+        result: IngestResult,
+        frame: pl.DataFrame,
+        touched: set[str],
+        ids: list[str],
+        positions: list[int],
+        order_hash: str,
+    ) -> None:
         closing = sorted(set(result.changed) | set(result.removed))
         if closing:
             self.con.execute(
@@ -566,8 +623,8 @@ class Store:
             try:
                 cols = ", ".join(f.name for f in _VERSION_COLS)
                 self.con.execute(
-                    f"INSERT INTO model_versions ({cols}, valid_from, valid_to, row_hash, fetch_id) "
-                    f"SELECT {cols}, ?, NULL, row_hash, ? FROM _new_rows",
+                    f"INSERT INTO model_versions ({cols}, valid_from, valid_to, row_hash, fetch_id)"
+                    f" SELECT {cols}, ?, NULL, row_hash, ? FROM _new_rows",
                     [at, result.fetch_id],
                 )
             finally:
@@ -578,7 +635,9 @@ class Store:
             [result.fetch_id, source, at, result.content_hash, order_hash, len(ids)],
         )
 
-    def _write_order(self, source: str, order_hash: str, ids: list[str], positions: list[int]) -> None:
+    def _write_order(
+        self, source: str, order_hash: str, ids: list[str], positions: list[int]
+    ) -> None:
         self.con.execute(
             "INSERT INTO orders VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [order_hash, source, ids, positions],
@@ -587,23 +646,33 @@ class Store:
     # -- reading ---------------------------------------------------------------------
     def catalog_as_of(self, source: str, as_of: datetime) -> pl.DataFrame:
         """The normalised catalog as last observed at or before `as_of`, in default order."""
-        frame = self.con.sql("SELECT * FROM catalog_as_of($src, $ts)", params={"src": source, "ts": as_of}).pl()
+        frame = self.con.sql(
+            "SELECT * FROM catalog_as_of($src, $ts)", params={"src": source, "ts": as_of}
+        ).pl()
         from pipeline.record import SCHEMA
 
         return frame.cast(SCHEMA) if frame.height else pl.DataFrame(schema=SCHEMA)
 
     def sources(self) -> list[str]:
-        return [r[0] for r in self.con.execute(
-            "SELECT DISTINCT source FROM fetch_log ORDER BY source").fetchall()]
+        return [
+            r[0]
+            for r in self.con.execute(
+                "SELECT DISTINCT source FROM fetch_log ORDER BY source"
+            ).fetchall()
+        ]
 
     def summary(self) -> dict[str, Any]:
         """Counts a person checks first: how much history, how many models now."""
+
         def scalar(sql: str) -> Any:
             row = self._one(sql)
             return row[0] if row else None
 
-        outcomes = dict(self.con.execute(
-            "SELECT outcome, count(*) FROM fetch_log GROUP BY outcome ORDER BY outcome").fetchall())
+        outcomes = dict(
+            self.con.execute(
+                "SELECT outcome, count(*) FROM fetch_log GROUP BY outcome ORDER BY outcome"
+            ).fetchall()
+        )
         return {
             "fetches": sum(outcomes.values()),
             "outcomes": outcomes,
@@ -612,11 +681,14 @@ class Store:
             "last_snapshot": scalar("SELECT max(observed_at) FROM snapshots"),
             "models_now": scalar("SELECT count(*) FROM model_versions WHERE valid_to IS NULL"),
             "models_ever": scalar(
-                "SELECT count(*) FROM (SELECT DISTINCT source, model_id FROM model_versions)"),
+                "SELECT count(*) FROM (SELECT DISTINCT source, model_id FROM model_versions)"
+            ),
             "versions": scalar("SELECT count(*) FROM model_versions"),
             "raw_payloads": scalar("SELECT count(*) FROM raw_payloads"),
             "raw_bytes": scalar("SELECT coalesce(sum(size), 0) FROM raw_payloads"),
-            "raw_stored_bytes": scalar("SELECT coalesce(sum(octet_length(data)), 0) FROM raw_payloads"),
+            "raw_stored_bytes": scalar(
+                "SELECT coalesce(sum(octet_length(data)), 0) FROM raw_payloads"
+            ),
             "quarantined_rows": scalar("SELECT count(*) FROM quarantine"),
         }
 

@@ -32,9 +32,7 @@ def time_from_filename(name: str) -> datetime:
     """`2026-03-01T12-00-00Z_anything.json[.gz]` -> 2026-03-01 12:00:00 (UTC)."""
     match = _FILE_TIME.match(name)
     if not match:
-        raise BadInput(
-            f"file name {name!r} does not start with a time like 2026-03-01T12-00-00Z_"
-        )
+        raise BadInput(f"file name {name!r} does not start with a time like 2026-03-01T12-00-00Z_")
     day, hh, mm, ss, frac = match.groups()
     iso = f"{day}T{hh}:{mm}:{ss}" + (f".{frac[:6]}" if frac else "")
     try:
@@ -44,6 +42,9 @@ def time_from_filename(name: str) -> datetime:
 
 
 def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{value.microsecond:06d}Z" if value.microsecond else "Z"
+    return (
+        None
+        if value is None
+        else value.strftime("%Y-%m-%dT%H:%M:%S")
+        + (f".{value.microsecond:06d}Z" if value.microsecond else "Z")
     )

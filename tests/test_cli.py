@@ -32,8 +32,9 @@ def test_demo_replays_the_bundled_history(demo_db, bundled):
 @pytest.mark.parametrize("index", [0, 9, 21, 32])
 def test_models_json_is_the_api_body_as_of_each_snapshot(demo_db, bundled, index):
     fetched_at, payload = bundled[index]
-    done = run_cli("models", "--db", str(demo_db), "--as-of", fetched_at.isoformat() + "Z",
-                   "--format", "json")
+    done = run_cli(
+        "models", "--db", str(demo_db), "--as-of", fetched_at.isoformat() + "Z", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     want = normalise_items(parse(payload), source="aihubmix").frame
     assert done.stdout.encode() == catalog_body(want) + b"\n"
@@ -56,7 +57,10 @@ def test_models_before_the_first_snapshot_is_empty(demo_db):
         (["models", "--as-of", "yesterday"], "error: --as-of 'yesterday' is not an ISO 8601 time"),
         (["replay", "/nonexistent/dir"], "error: replay folder '/nonexistent/dir' does not exist"),
         (["snapshot", "--source", "nope"], "error: unknown source 'nope'; known sources: aihubmix"),
-        (["models", "--db", "/no/such/dir/x.duckdb"], "error: database folder '/no/such/dir' does not exist"),
+        (
+            ["models", "--db", "/no/such/dir/x.duckdb"],
+            "error: database folder '/no/such/dir' does not exist",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_1(args, message, tmp_path):
@@ -77,7 +81,10 @@ def test_replay_reports_rejected_and_suspect_files(tmp_path):
     db = tmp_path / "r.duckdb"
     done = run_cli("replay", str(folder), "--db", str(db))
     assert done.returncode == 1
-    assert "2 of 3 payloads not applied; first: 2026-01-01T00:00:00Z rejected: body is not JSON" in done.stderr
+    assert (
+        "2 of 3 payloads not applied; first: 2026-01-01T00:00:00Z rejected: body is not JSON"
+        in done.stderr
+    )
 
 
 def test_env_variable_selects_the_database(tmp_path):

@@ -11,8 +11,18 @@ from pipeline.normalise import normalise_items
 from pipeline.sources.aihubmix import parse
 from pipeline.store import Store
 
-IDS = ["gpt-4o", "GPT-4o", "openai/gpt-4o", "deepseek-v3", "DeepSeek-V3", "模型-ünï/1",
-       "claude/opus:4", "a", "b", "c"]
+IDS = [
+    "gpt-4o",
+    "GPT-4o",
+    "openai/gpt-4o",
+    "deepseek-v3",
+    "DeepSeek-V3",
+    "模型-ünï/1",
+    "claude/opus:4",
+    "a",
+    "b",
+    "c",
+]
 
 price = st.one_of(st.none(), st.sampled_from([0, 0.1, 1.25, 10, "2.5", 1e-7, 15000]))
 model = st.fixed_dictionaries(
@@ -22,12 +32,14 @@ model = st.fixed_dictionaries(
         "types": st.sampled_from(["llm", "t2t", "image_generation,video", "music", "", "LLM, tts"]),
         "features": st.one_of(
             st.lists(st.sampled_from(["tools", "thinking", "web", "Tools "]), max_size=3),
-            st.sampled_from(["tools,thinking", "", "web"])),
+            st.sampled_from(["tools,thinking", "", "web"]),
+        ),
         "input_modalities": st.sampled_from(["text", "text,image", "image,text", "pdf"]),
         "max_output": st.sampled_from([0, 4096, "8192", None]),
         "context_length": st.sampled_from([0, 128000, 1000000]),
-        "pricing": st.fixed_dictionaries({}, optional={"input": price, "output": price,
-                                                       "cache_read": price}),
+        "pricing": st.fixed_dictionaries(
+            {}, optional={"input": price, "output": price, "cache_read": price}
+        ),
         "model_name": st.text(max_size=5),
         "order": st.integers(0, 3),
         "broken": st.sampled_from([{"pricing": {"input": -1}}, {"desc": 1}]),
@@ -47,7 +59,9 @@ catalog = st.lists(model.map(flatten), max_size=8)
 @given(history=st.lists(catalog, min_size=1, max_size=6))
 def test_any_history_round_trips(history):
     t0 = datetime(2026, 3, 1)
-    bodies = [json.dumps({"data": c, "success": True}, ensure_ascii=False).encode() for c in history]
+    bodies = [
+        json.dumps({"data": c, "success": True}, ensure_ascii=False).encode() for c in history
+    ]
     with Store.open(":memory:") as store:
         accepted = []
         for i, body in enumerate(bodies):
@@ -60,5 +74,6 @@ def test_any_history_round_trips(history):
             assert_frame_equal(store.catalog_as_of("aihubmix", at), want)
         # storage grows with changes: at most one version per model per snapshot
         versions = store.summary()["versions"]
-        assert versions <= sum(normalise_items(parse(b), source="aihubmix").frame.height
-                               for b in bodies)
+        assert versions <= sum(
+            normalise_items(parse(b), source="aihubmix").frame.height for b in bodies
+        )

@@ -14,13 +14,26 @@ def one(item):
     result = normalise_items([item], source="aihubmix")
     if result.quarantine:
         return result.quarantine[0].reason
-    return {k: v for k, v in result.frame.row(0, named=True).items()
-            if k not in ("source", "position", "row_hash")}
+    return {
+        k: v
+        for k, v in result.frame.row(0, named=True).items()
+        if k not in ("source", "position", "row_hash")
+    }
 
 
-BASE = {"description": "", "types": [], "features": [], "input_modalities": [],
-        "max_output": None, "context_length": None, "input_price": None, "output_price": None,
-        "cache_read_price": None, "cache_write_price": None, "extra": None}
+BASE = {
+    "description": "",
+    "types": [],
+    "features": [],
+    "input_modalities": [],
+    "max_output": None,
+    "context_length": None,
+    "input_price": None,
+    "output_price": None,
+    "cache_read_price": None,
+    "cache_write_price": None,
+    "extra": None,
+}
 
 
 @pytest.mark.parametrize(
@@ -28,26 +41,48 @@ BASE = {"description": "", "types": [], "features": [], "input_modalities": [],
     [
         ({"model_id": "m"}, {"model_id": "m"}),
         ({"model_id": "m", "types": "t2t"}, {"types": ["llm"]}),
-        ({"model_id": "m", "types": "T2I, t2v ,reranking"},
-         {"types": ["image_generation", "rerank", "video"]}),
-        ({"model_id": "m", "features": "tools,thinking,tools,"}, {"features": ["thinking", "tools"]}),
+        (
+            {"model_id": "m", "types": "T2I, t2v ,reranking"},
+            {"types": ["image_generation", "rerank", "video"]},
+        ),
+        (
+            {"model_id": "m", "features": "tools,thinking,tools,"},
+            {"features": ["thinking", "tools"]},
+        ),
         ({"model_id": "m", "features": ""}, {"features": []}),
-        ({"model_id": "m", "input_modalities": ["Image", "text"]},
-         {"input_modalities": ["image", "text"]}),
+        (
+            {"model_id": "m", "input_modalities": ["Image", "text"]},
+            {"input_modalities": ["image", "text"]},
+        ),
         ({"model_id": "m", "types": "music"}, {"types": ["music"]}),
-        ({"model_id": "m", "max_output": 0, "context_length": "128000"},
-         {"max_output": None, "context_length": 128000}),
+        (
+            {"model_id": "m", "max_output": 0, "context_length": "128000"},
+            {"max_output": None, "context_length": 128000},
+        ),
         ({"model_id": "m", "context_length": 8192.0}, {"context_length": 8192}),
-        ({"model_id": "m", "pricing": {"input": 1.25, "output": 10, "cache_read": 0.125}},
-         {"input_price": 1.25, "output_price": 10.0, "cache_read_price": 0.125}),
-        ({"model_id": "m", "pricing": {"input": "0.5", "output": 0}},
-         {"input_price": 0.5, "output_price": 0.0}),
+        (
+            {"model_id": "m", "pricing": {"input": 1.25, "output": 10, "cache_read": 0.125}},
+            {"input_price": 1.25, "output_price": 10.0, "cache_read_price": 0.125},
+        ),
+        (
+            {"model_id": "m", "pricing": {"input": "0.5", "output": 0}},
+            {"input_price": 0.5, "output_price": 0.0},
+        ),
         ({"model_id": "m", "pricing": {}}, {}),
         ({"model_id": "m", "desc": None}, {}),
-        ({"model_id": "m", "desc": "<script>x</script>\nline"},
-         {"description": "<script>x</script>\nline"}),
-        ({"model_id": "m", "model_name": "M", "order": 3, "pricing": {"input": 1, "per_image": 2}},
-         {"input_price": 1.0, "extra": '{"model_name":"M","order":3,"pricing":{"per_image":2}}'}),
+        (
+            {"model_id": "m", "desc": "<script>x</script>\nline"},
+            {"description": "<script>x</script>\nline"},
+        ),
+        (
+            {
+                "model_id": "m",
+                "model_name": "M",
+                "order": 3,
+                "pricing": {"input": 1, "per_image": 2},
+            },
+            {"input_price": 1.0, "extra": '{"model_name":"M","order":3,"pricing":{"per_image":2}}'},
+        ),
         ({"model_id": "DeepSeek-V3/ünï"}, {"model_id": "DeepSeek-V3/ünï"}),
     ],
 )
@@ -61,15 +96,33 @@ def test_valid_items(item, expected):
         ({}, "model_id is missing"),
         ({"model_id": ""}, "model_id is empty (got '')"),
         ({"model_id": 7}, "model_id must be a string, got 7; model_id is missing"),
-        ({"model_id": "m", "pricing": {"input": -1}}, "input_price must not be negative (got '-1.0')"),
-        ({"model_id": "m", "pricing": {"input": True}}, "pricing.input must be a number, got boolean True"),
-        ({"model_id": "m", "pricing": {"output": "cheap"}}, "pricing.output must be a number, got 'cheap'"),
+        (
+            {"model_id": "m", "pricing": {"input": -1}},
+            "input_price must not be negative (got '-1.0')",
+        ),
+        (
+            {"model_id": "m", "pricing": {"input": True}},
+            "pricing.input must be a number, got boolean True",
+        ),
+        (
+            {"model_id": "m", "pricing": {"output": "cheap"}},
+            "pricing.output must be a number, got 'cheap'",
+        ),
         ({"model_id": "m", "pricing": [1, 2]}, "pricing must be an object, got list"),
         ({"model_id": "m", "desc": 5}, "desc must be a string, got int"),
         ({"model_id": "m", "max_output": -5}, "max_output must be positive (got '-5')"),
-        ({"model_id": "m", "context_length": False}, "context_length must be a number, got boolean False"),
-        ({"model_id": "m", "context_length": 1.5}, "context_length must be a whole number, got 1.5"),
-        ({"model_id": "m", "types": 3}, "types must be a comma-separated string or a list of strings, got 3"),
+        (
+            {"model_id": "m", "context_length": False},
+            "context_length must be a number, got boolean False",
+        ),
+        (
+            {"model_id": "m", "context_length": 1.5},
+            "context_length must be a whole number, got 1.5",
+        ),
+        (
+            {"model_id": "m", "types": 3},
+            "types must be a comma-separated string or a list of strings, got 3",
+        ),
         ("gpt-5", "row must be a JSON object, got str; model_id is missing"),
     ],
 )
@@ -78,16 +131,19 @@ def test_invalid_items_are_quarantined_with_reason(item, reason):
 
 
 def test_first_of_duplicate_ids_is_kept_and_case_variants_are_distinct():
-    items = [{"model_id": "DeepSeek-V3", "pricing": {"input": 1}},
-             {"model_id": "deepseek-v3", "pricing": {"input": 2}},
-             {"model_id": "DeepSeek-V3", "pricing": {"input": 3}}]
+    items = [
+        {"model_id": "DeepSeek-V3", "pricing": {"input": 1}},
+        {"model_id": "deepseek-v3", "pricing": {"input": 2}},
+        {"model_id": "DeepSeek-V3", "pricing": {"input": 3}},
+    ]
     result = normalise_items(items, source="aihubmix")
     assert result.frame.select("model_id", "input_price", "position").to_dicts() == [
         {"model_id": "DeepSeek-V3", "input_price": 1.0, "position": 0},
         {"model_id": "deepseek-v3", "input_price": 2.0, "position": 1},
     ]
     assert [(q.position, q.reason) for q in result.quarantine] == [
-        (2, "duplicate model_id 'DeepSeek-V3' (the first occurrence is kept)")]
+        (2, "duplicate model_id 'DeepSeek-V3' (the first occurrence is kept)")
+    ]
 
 
 def test_documented_example_payload():
@@ -97,7 +153,11 @@ def test_documented_example_payload():
     assert result.frame.get_column("model_id").to_list() == [i["model_id"] for i in items]
     assert result.frame.get_column("position").to_list() == list(range(len(items)))
     gpt5 = result.frame.row(0, named=True)
-    assert (gpt5["input_price"], gpt5["output_price"], gpt5["cache_read_price"]) == (1.25, 10.0, 0.125)
+    assert (gpt5["input_price"], gpt5["output_price"], gpt5["cache_read_price"]) == (
+        1.25,
+        10.0,
+        0.125,
+    )
     assert gpt5["features"] == ["function_calling", "structured_outputs", "thinking", "tools"]
     assert result.quarantine == []
 
@@ -108,8 +168,10 @@ def test_arrays_variant_keeps_unknown_values_and_quarantines_placeholder_prices(
     assert result.frame.height == 0
     assert len(result.quarantine) == 6
     assert all("must be a number" in q.reason for q in result.quarantine)
-    fixed = [dict(i, pricing={"input": 1, "output": 2})
-             for i in json.loads(doc("arrays-variant.SYNTHETIC.json"))["data"]]
+    fixed = [
+        dict(i, pricing={"input": 1, "output": 2})
+        for i in json.loads(doc("arrays-variant.SYNTHETIC.json"))["data"]
+    ]
     ok = normalise_items(fixed, source="aihubmix")
     assert ok.quarantine == []
     assert ok.unknown_values == {"features": ["stream", "vision"], "types": ["chat", "responses"]}
@@ -125,10 +187,16 @@ def test_reordering_lists_upstream_is_not_a_change():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"<html>502 Bad Gateway</html>", "body is not JSON (JSONDecodeError): '<html>502 Bad Gateway</html>'"),
+        (
+            b"<html>502 Bad Gateway</html>",
+            "body is not JSON (JSONDecodeError): '<html>502 Bad Gateway</html>'",
+        ),
         (b"[1, 2]", "body is a JSON list, not an object"),
         (b'{"models": []}', "body has no 'data' list (keys: models)"),
-        (doc("docs-api-v1-models-error-500.json"), "upstream answered success:false: '服务器内部错误，请稍后重试'"),
+        (
+            doc("docs-api-v1-models-error-500.json"),
+            "upstream answered success:false: '服务器内部错误，请稍后重试'",
+        ),
         (b'{"success": false, "data": []}', "upstream answered success:false: ''"),
     ],
 )

@@ -33,15 +33,26 @@ def upstream():
 
 def outcomes(store):
     return store.con.execute(
-        "SELECT outcome, http_status FROM fetch_log ORDER BY fetch_id").fetchall()
+        "SELECT outcome, http_status FROM fetch_log ORDER BY fetch_id"
+    ).fetchall()
 
 
 def test_poll_cycle_new_fresh_304_change_and_failure(store, upstream, bundled):
     clock = Clock()
     upstream.body = bundled[0][1]
     with httpx.Client() as client:
-        take = lambda **kw: snapshot(store, source="aihubmix", url=upstream.url,  # noqa: E731
-                                     client=client, now=clock, max_attempts=2, **kw)
+
+        def take(**kw):
+            return snapshot(
+                store,
+                source="aihubmix",
+                url=upstream.url,
+                client=client,
+                now=clock,
+                max_attempts=2,
+                **kw,
+            )
+
         first = take()
         assert (first.outcome, first.models) == ("new", 23)
         clock.advance(minutes=1)
@@ -64,10 +75,16 @@ def test_poll_cycle_new_fresh_304_change_and_failure(store, upstream, bundled):
         forced = take(force=True)  # no If-None-Match: the same body comes back whole
         assert forced.outcome == "unchanged"
         assert "If-None-Match" not in upstream.requests[-1]
-    assert outcomes(store) == [("new", 200), ("not_modified", 304), ("new", 200),
-                               ("failed", 500), ("unchanged", 200)]
+    assert outcomes(store) == [
+        ("new", 200),
+        ("not_modified", 304),
+        ("new", 200),
+        ("failed", 500),
+        ("unchanged", 200),
+    ]
     failed_hash = store.con.execute(
-        "SELECT content_hash FROM fetch_log WHERE outcome = 'failed'").fetchall()[0][0]
+        "SELECT content_hash FROM fetch_log WHERE outcome = 'failed'"
+    ).fetchall()[0][0]
     assert store.raw_payload(failed_hash) == b"<html>boom</html>"
     want = normalise_items(parse(bundled[1][1]), source="aihubmix").frame.drop("row_hash")
     assert_frame_equal(store.catalog_as_of("aihubmix", clock.now), want)

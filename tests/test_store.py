@@ -34,13 +34,15 @@ def table(store: Store, name: str) -> list[tuple]:
 
 def fetch_log(store: Store) -> list[tuple]:
     return store.con.execute(
-        "SELECT outcome, http_status, error FROM fetch_log ORDER BY fetch_id").fetchall()
+        "SELECT outcome, http_status, error FROM fetch_log ORDER BY fetch_id"
+    ).fetchall()
 
 
 def test_round_trip_on_the_bundled_history(store, bundled):
     for fetched_at, payload in bundled:
-        result = store.ingest(payload, source="aihubmix", fetched_at=fetched_at,
-                              accept_mass_removal=True)
+        result = store.ingest(
+            payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
+        )
         assert result.outcome in ("new", "unchanged")
     for fetched_at, payload in bundled:
         assert_frame_equal(store.catalog_as_of("aihubmix", fetched_at), expected(payload))
@@ -61,14 +63,18 @@ def test_raw_archive_gives_back_every_body_exactly(tmp_path, bundled):
     path = tmp_path / "raw.duckdb"
     with Store.open(path) as store:
         for fetched_at, payload in bundled:
-            store.ingest(payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True)
+            store.ingest(
+                payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
+            )
     with Store.open(path) as cold:  # a new connection: every delta chain is read from the table
         for _, payload in bundled:
             assert cold.raw_payload(content_hash(payload)) == payload
-        codecs = dict(cold.con.execute(
-            "SELECT codec, count(*) FROM raw_payloads GROUP BY codec").fetchall())
+        codecs = dict(
+            cold.con.execute("SELECT codec, count(*) FROM raw_payloads GROUP BY codec").fetchall()
+        )
         stored, raw = cold.con.execute(
-            "SELECT sum(octet_length(data)), sum(size) FROM raw_payloads").fetchall()[0]
+            "SELECT sum(octet_length(data)), sum(size) FROM raw_payloads"
+        ).fetchall()[0]
     assert codecs == {"zstd": 1, "zstd-delta": len({p for _, p in bundled}) - 1}
     assert stored * 10 < raw
 
@@ -80,11 +86,19 @@ def test_identical_payload_and_304_add_one_log_row_and_no_model_rows(store):
     before = {name: table(store, name) for name in HISTORY_TABLES + ("raw_payloads",)}
     again = store.ingest(payload, source="aihubmix", fetched_at=T0 + timedelta(minutes=5))
     assert again.outcome == "unchanged"
-    store.record_attempt(source="aihubmix", fetched_at=T0 + timedelta(minutes=10),
-                         outcome="not_modified", http_status=304, etag='"abc"')
+    store.record_attempt(
+        source="aihubmix",
+        fetched_at=T0 + timedelta(minutes=10),
+        outcome="not_modified",
+        http_status=304,
+        etag='"abc"',
+    )
     assert {name: table(store, name) for name in before} == before
-    assert fetch_log(store) == [("new", 200, None), ("unchanged", 200, None),
-                                ("not_modified", 304, None)]
+    assert fetch_log(store) == [
+        ("new", 200, None),
+        ("unchanged", 200, None),
+        ("not_modified", 304, None),
+    ]
 
 
 def test_same_content_in_other_bytes_is_unchanged_but_archived(store):
@@ -102,7 +116,9 @@ def test_reingesting_the_same_fetch_is_a_no_op(store, bundled):
         store.ingest(payload, source="aihubmix", fetched_at=fetched_at)
     before = {name: table(store, name) for name in HISTORY_TABLES + ("fetch_log", "raw_payloads")}
     for fetched_at, payload in bundled[:5]:
-        assert store.ingest(payload, source="aihubmix", fetched_at=fetched_at).outcome == "duplicate"
+        assert (
+            store.ingest(payload, source="aihubmix", fetched_at=fetched_at).outcome == "duplicate"
+        )
     assert {name: table(store, name) for name in before} == before
 
 
@@ -111,8 +127,10 @@ def test_type2_versions_close_and_reopen(store):
     b = {"model_id": "b", "pricing": {"input": 2.0}}
     c = {"model_id": "c"}
     steps = [[a, b, c], [a, dict(b, pricing={"input": 1.5}), c], [a, c], [b, a, c]]
-    results = [store.ingest(body(m), source="aihubmix", fetched_at=T0 + timedelta(days=i))
-               for i, m in enumerate(steps)]
+    results = [
+        store.ingest(body(m), source="aihubmix", fetched_at=T0 + timedelta(days=i))
+        for i, m in enumerate(steps)
+    ]
     assert [(r.added, r.changed, r.removed, r.returned) for r in results] == [
         (["a", "b", "c"], [], [], []),
         ([], ["b"], [], []),
@@ -121,9 +139,14 @@ def test_type2_versions_close_and_reopen(store):
     ]
     rows = store.con.execute(
         "SELECT model_id, input_price, valid_from, valid_to FROM model_versions "
-        "WHERE model_id = 'b' ORDER BY valid_from").fetchall()
+        "WHERE model_id = 'b' ORDER BY valid_from"
+    ).fetchall()
     day = [T0 + timedelta(days=i) for i in range(4)]
-    assert rows == [("b", 2.0, day[0], day[1]), ("b", 1.5, day[1], day[2]), ("b", 2.0, day[3], None)]
+    assert rows == [
+        ("b", 2.0, day[0], day[1]),
+        ("b", 1.5, day[1], day[2]),
+        ("b", 2.0, day[3], None),
+    ]
     # a reorder alone is not a new version, but the default order is kept
     assert store.catalog_as_of("aihubmix", day[3])["model_id"].to_list() == ["b", "a", "c"]
     assert len(table(store, "model_versions")) == 5
@@ -162,8 +185,9 @@ def test_mass_removal_is_held_as_suspect_unless_accepted(store, keep):
     assert held.error.startswith("empty catalog" if keep == 0 else f"would remove {4 - keep} of 4")
     assert store.raw_payload(content_hash(shrunk)) == shrunk
     assert {name: table(store, name) for name in HISTORY_TABLES} == before
-    applied = store.ingest(shrunk, source="aihubmix", fetched_at=T0 + timedelta(hours=2),
-                           accept_mass_removal=True)
+    applied = store.ingest(
+        shrunk, source="aihubmix", fetched_at=T0 + timedelta(hours=2), accept_mass_removal=True
+    )
     assert applied.outcome == "new"
     assert store.catalog_as_of("aihubmix", T0 + timedelta(hours=2)).height == keep
 
@@ -171,8 +195,12 @@ def test_mass_removal_is_held_as_suspect_unless_accepted(store, keep):
 def test_removing_exactly_half_is_applied(store):
     models = [{"model_id": f"m{i}"} for i in range(4)]
     store.ingest(body(models), source="aihubmix", fetched_at=T0)
-    assert store.ingest(body(models[:2]), source="aihubmix",
-                        fetched_at=T0 + timedelta(hours=1)).outcome == "new"
+    assert (
+        store.ingest(
+            body(models[:2]), source="aihubmix", fetched_at=T0 + timedelta(hours=1)
+        ).outcome
+        == "new"
+    )
 
 
 def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatch):
@@ -190,18 +218,27 @@ def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatc
     with pytest.raises(StoreError, match="could not apply the snapshot: OSError: disk full"):
         store.ingest(second, source="aihubmix", fetched_at=t2)
     assert {name: table(store, name) for name in HISTORY_TABLES} == before
-    assert fetch_log(store)[-1] == ("failed", 200, "could not apply the snapshot: OSError: disk full")
+    assert fetch_log(store)[-1] == (
+        "failed",
+        200,
+        "could not apply the snapshot: OSError: disk full",
+    )
     assert store.raw_payload(content_hash(second)) == second
     monkeypatch.undo()
     # the same body applies cleanly afterwards
-    assert store.ingest(second, source="aihubmix", fetched_at=t2 + timedelta(seconds=1)).outcome == "new"
+    assert (
+        store.ingest(second, source="aihubmix", fetched_at=t2 + timedelta(seconds=1)).outcome
+        == "new"
+    )
     assert_frame_equal(store.catalog_as_of("aihubmix", t2 + timedelta(seconds=1)), expected(second))
 
 
 def test_history_is_written_oldest_first(store):
     store.ingest(body([{"model_id": "a"}]), source="aihubmix", fetched_at=T0)
     with pytest.raises(BadInput, match="is older than the newest one stored"):
-        store.ingest(body([{"model_id": "b"}]), source="aihubmix", fetched_at=T0 - timedelta(days=1))
+        store.ingest(
+            body([{"model_id": "b"}]), source="aihubmix", fetched_at=T0 - timedelta(days=1)
+        )
 
 
 def test_quarantine_keeps_invalid_rows_with_reasons(store):
@@ -209,10 +246,15 @@ def test_quarantine_keeps_invalid_rows_with_reasons(store):
     result = store.ingest(body(models), source="aihubmix", fetched_at=T0)
     assert (result.outcome, result.models, result.quarantined) == ("new", 1, 2)
     rows = store.con.execute(
-        "SELECT position, model_id, reason, raw FROM quarantine ORDER BY position").fetchall()
+        "SELECT position, model_id, reason, raw FROM quarantine ORDER BY position"
+    ).fetchall()
     assert rows == [
-        (1, "neg", "input_price must not be negative (got '-1.0')",
-         '{"model_id": "neg", "pricing": {"input": -1}}'),
+        (
+            1,
+            "neg",
+            "input_price must not be negative (got '-1.0')",
+            '{"model_id": "neg", "pricing": {"input": -1}}',
+        ),
         (2, None, "model_id is missing", '{"desc": "no id"}'),
     ]
     # positions are the upstream indexes, gaps included
@@ -225,8 +267,9 @@ def test_state_survives_reopening_a_file(tmp_path, bundled):
         with Store.open(path) as store:
             store.ingest(payload, source="aihubmix", fetched_at=fetched_at)
     with Store.open(path) as store:
-        again = store.ingest(bundled[2][1], source="aihubmix",
-                             fetched_at=bundled[2][0] + timedelta(minutes=5))
+        again = store.ingest(
+            bundled[2][1], source="aihubmix", fetched_at=bundled[2][0] + timedelta(minutes=5)
+        )
         assert again.outcome == "unchanged"
         assert_frame_equal(store.catalog_as_of("aihubmix", bundled[2][0]), expected(bundled[2][1]))
 
@@ -236,17 +279,25 @@ def test_a_second_writer_gets_a_clear_error(tmp_path):
     with Store.open(path):
         pass
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             con = duckdb.connect({str(path)!r})
             print("ready", flush=True)
             sys.stdin.readline()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreLocked, match=r"is in use by another process \(PID \d+\); waited 0.3s"):
+        with pytest.raises(
+            StoreLocked, match=r"is in use by another process \(PID \d+\); waited 0.3s"
+        ):
             Store.open(path, lock_timeout=0.3)
     finally:
         holder.stdin.close()
