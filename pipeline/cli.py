@@ -28,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output gets wide tables rather than rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_ERROR = 1
@@ -217,16 +219,132 @@ def _print_replay_summary(results: list[IngestResult]) -> None:
 def models(
     source: SourceOption = "aihubmix",
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO time or date (UTC)")] = None,
+    type: Annotated[str | None, typer.Option(help="one type, e.g. llm (aliases: t2t...)")] = None,
+    modalities: Annotated[str | None, typer.Option(help="all of these, e.g. text,image")] = None,
+    model: Annotated[str | None, typer.Option(help="fuzzy id match: gpt4o finds gpt-4o")] = None,
+    features: Annotated[str | None, typer.Option(help="all of these, e.g. tools,thinking")] = None,
+    sort_by: Annotated[
+        str | None, typer.Option(help="order, context_length, model_ratio or coding")
+    ] = None,
+    sort_order: Annotated[str | None, typer.Option(help="asc or desc")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
     db: DbOption = None,
 ) -> None:
-    """The catalog as of a time; `--format json` prints exactly the /api/v1/models body."""
+    """The catalog as of a time, filtered and sorted like /api/v1/models.
+
+    `--format json` prints exactly the body /api/v1/models would serve."""
     from pipeline.query import models as query_models
 
     when = _time(as_of, "--as-of")
     with open_store(db) as store:
-        frame = query_models(store, source=source, as_of=when)
+        frame = query_models(store, source=source, as_of=when, type=type, modalities=modalities,
+                             model=model, features=features, sort_by=sort_by,
+                             sort_order=sort_order)
     _print_models(frame, fmt)
+
+
+def _print_frame(frame: Any, fmt: Format, title: str | None = None) -> None:
+    """A result frame as a rich table, JSON records, or CSV."""
+    import json
+
+    import polars as pl
+
+    flat = frame.with_columns(
+        *(pl.col(c).list.join(",") for c, t in frame.schema.items() if t == pl.List(pl.String))
+    )
+    if fmt is Format.json:
+        rows = flat.with_columns(
+            *(pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c, t in flat.schema.items()
+              if t.is_temporal())
+        ).to_dicts()
+        out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
+        return
+    if fmt is Format.csv:
+        sys.stdout.write(flat.write_csv())
+        return
+    table = Table(title=title, show_edge=False)
+    for name, dtype in flat.schema.items():
+        table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
+    for row in flat.iter_rows():
+        table.add_row(*("" if v is None else iso(v) if isinstance(v, datetime) else
+                        f"{v:g}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
+
+
+@app.command()
+def changes(
+    since: Annotated[str | None, typer.Option(help="after this time (ISO or date)")] = None,
+    until: Annotated[str | None, typer.Option(help="up to and including this time")] = None,
+    source: Annotated[str | None, typer.Option(help="one source (default: all)")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """What changed: models added, removed, returned; each changed field, old -> new."""
+    from pipeline.query import changes as query_changes
+
+    start, end = _time(since, "--since"), _time(until, "--until")
+    with open_store(db) as store:
+        frame = query_changes(store, since=start, until=end, source=source)
+    if fmt is Format.table:
+        frame = frame.drop("old_number", "new_number")
+    _print_frame(frame, fmt, title=f"{frame.height} changes")
+
+
+@app.command()
+def history(
+    model: Annotated[str, typer.Argument(help="model id (exact, or unique ignoring case)")],
+    source: Annotated[str | None, typer.Option(help="source, if the id is in several")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """A model's price and limit history: one row per version, with valid_from/valid_to."""
+    from pipeline.query import price_history
+
+    with open_store(db) as store:
+        frame = price_history(store, model, source=source)
+    _print_frame(frame, fmt, title=f"{model}: {frame.height} versions")
+
+
+@app.command()
+def cost(
+    model: Annotated[str, typer.Argument(help="model id")],
+    input_tokens: Annotated[int, typer.Option(help="input tokens, cached ones included")],
+    output_tokens: Annotated[int, typer.Option(help="output tokens")],
+    cached_tokens: Annotated[int, typer.Option(help="input tokens read from cache")] = 0,
+    at: Annotated[str | None, typer.Option(help="prices in force at this time")] = None,
+    source: Annotated[str | None, typer.Option(help="source, if the id is in several")] = None,
+    db: DbOption = None,
+) -> None:
+    """The USD cost of a request at the prices in force at a date."""
+    from pipeline.query import cost as query_cost
+
+    with open_store(db) as store:
+        result = query_cost(store, model, input_tokens=input_tokens, output_tokens=output_tokens,
+                            cached_tokens=cached_tokens, at=_time(at, "--at"), source=source)
+    out.print(
+        f"{result['model_id']} ({result['source']}) at {iso(result['at'])}: "
+        f"${result['usd']:.6f} = {result['input_tokens'] - result['cached_tokens']:,} in x "
+        f"${result['input_price']:g} + {result['cached_tokens']:,} cached x "
+        f"${result['cache_read_price']:g} + {result['output_tokens']:,} out x "
+        f"${result['output_price']:g} (USD per 1M tokens)"
+    )
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="folder to write (created if missing)")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+    db: DbOption = None,
+) -> None:
+    """Write every history table as Parquet, for other engines."""
+    from pipeline.export import export_parquet
+
+    if fmt != "parquet":
+        raise ModelwatchError(f"export format {fmt!r} is not supported; accepted: parquet")
+    with open_store(db) as store:
+        written = export_parquet(store, directory)
+    for path, rows in written.items():
+        out.print(f"{path}: {rows} rows")
 
 
 def _print_models(frame: Any, fmt: Format) -> None:

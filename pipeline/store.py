@@ -31,7 +31,8 @@ import polars as pl
 import zstandard as zstd
 
 from pipeline.errors import BadInput, ModelwatchError, PayloadRejected, StoreError, StoreLocked
-from pipeline.record import COLUMNS, FIELDS
+from pipeline.record import FIELDS
+from pipeline.sql import VIEWS
 
 SCHEMA_VERSION = 1
 KEYFRAME_EVERY = 32
@@ -105,32 +106,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw JSON
 );
 """
-
-# The catalog of one source as last observed at or before `ts`, in default order.
-MACROS = f"""
-CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
-    WITH s AS (
-        SELECT order_hash, observed_at FROM snapshots
-        WHERE source = src AND observed_at <= CAST(ts AS TIMESTAMP)
-        ORDER BY observed_at DESC LIMIT 1
-    ),
-    o AS (
-        SELECT unnest(orders.model_ids) AS model_id, unnest(orders.positions) AS position,
-               s.observed_at
-        FROM orders JOIN s USING (order_hash)
-    )
-    SELECT {
-    ", ".join(
-        "o.model_id" if c == "model_id" else f"o.{c}" if c == "position" else f"v.{c}"
-        for c in COLUMNS
-    )
-}
-    FROM o JOIN model_versions v
-      ON v.source = src AND v.model_id = o.model_id
-     AND v.valid_from <= o.observed_at AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)
-    ORDER BY o.position;
-"""
-
 
 @dataclass
 class IngestResult:
@@ -257,13 +232,17 @@ class Store:
                 )
         self.con.execute("BEGIN")
         self.con.execute(DDL)
-        self.con.execute(MACROS)
+        self.con.execute(VIEWS)
         self.con.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
         )
         self.con.execute("COMMIT")
 
     # -- small reads -----------------------------------------------------------------
+    def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
+        """A query's result as a polars frame."""
+        return self.con.sql(sql, params=params).pl()
+
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
         rows = self.con.execute(sql, params or []).fetchall()
         return rows[0] if rows else None
@@ -646,9 +625,7 @@ class Store:
     # -- reading ---------------------------------------------------------------------
     def catalog_as_of(self, source: str, as_of: datetime) -> pl.DataFrame:
         """The normalised catalog as last observed at or before `as_of`, in default order."""
-        frame = self.con.sql(
-            "SELECT * FROM catalog_as_of($src, $ts)", params={"src": source, "ts": as_of}
-        ).pl()
+        frame = self.frame("SELECT * FROM catalog_as_of($src, $ts)", {"src": source, "ts": as_of})
         from pipeline.record import SCHEMA
 
         return frame.cast(SCHEMA) if frame.height else pl.DataFrame(schema=SCHEMA)

@@ -1,0 +1,118 @@
+"""SQL views and table macros created in every database, for analysts and for
+`pipeline.query` alike (one definition of "the catalog at t" and "what changed").
+
+    catalog_as_of(source, ts)  one source's catalog as last observed at or before ts
+    models_as_of(ts)           every source's catalog at ts
+    current_models             every source's latest catalog
+    snapshot_models            every applied snapshot expanded to its models (observed_at)
+    model_changes              one row per change: added/removed/returned, or a field
+    price_changes              the price rows of model_changes, with the % change
+"""
+
+from __future__ import annotations
+
+from pipeline.record import COLUMNS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
+
+_SELECT = ", ".join(f"o.{c}" if c in ("source", "model_id", "position") else f"v.{c}"
+                    for c in COLUMNS)
+_VALID_AT = ("v.source = o.source AND v.model_id = o.model_id AND v.valid_from <= o.observed_at"
+             " AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)")
+
+
+def _as_text(column: str, alias: str) -> str:
+    if column in LIST_COLUMNS:
+        return f"array_to_string({alias}.{column}, ',')"
+    return f"CAST({alias}.{column} AS VARCHAR)"
+
+
+def _field_changes() -> str:
+    parts = []
+    for column in VALUE_COLUMNS:
+        number = column in PRICE_COLUMNS or column in ("max_output", "context_length")
+        old_num = f"CAST(p.{column} AS DOUBLE)" if number else "NULL::DOUBLE"
+        new_num = f"CAST(c.{column} AS DOUBLE)" if number else "NULL::DOUBLE"
+        parts.append(
+            f"SELECT c.valid_from AS changed_at, c.source, c.model_id, 'changed' AS kind, "
+            f"3 AS kind_order, '{column}' AS field, {_as_text(column, 'p')} AS old_value, "
+            f"{_as_text(column, 'c')} AS new_value, {old_num} AS old_number, "
+            f"{new_num} AS new_number FROM pairs c JOIN model_versions p "
+            f"ON p.source = c.source AND p.model_id = c.model_id AND p.valid_from = c.prev_from "
+            f"WHERE c.{column} IS DISTINCT FROM p.{column}"
+        )
+    return "\nUNION ALL ".join(parts)
+
+
+VIEWS = f"""
+CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
+    WITH s AS (
+        SELECT source, order_hash, observed_at FROM snapshots
+        WHERE source = src AND observed_at <= CAST(ts AS TIMESTAMP)
+        ORDER BY observed_at DESC LIMIT 1
+    ),
+    o AS (
+        SELECT s.source, unnest(orders.model_ids) AS model_id,
+               unnest(orders.positions) AS position, s.observed_at
+        FROM orders JOIN s USING (order_hash)
+    )
+    SELECT {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT}
+    ORDER BY o.position;
+
+CREATE OR REPLACE VIEW snapshot_models AS
+    WITH o AS (
+        SELECT s.source, s.observed_at, unnest(orders.model_ids) AS model_id,
+               unnest(orders.positions) AS position
+        FROM snapshots s JOIN orders USING (order_hash)
+    )
+    SELECT o.observed_at, {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT};
+
+CREATE OR REPLACE MACRO models_as_of(ts) AS TABLE
+    WITH s AS (
+        SELECT source, arg_max(order_hash, observed_at) AS order_hash,
+               max(observed_at) AS observed_at
+        FROM snapshots WHERE observed_at <= CAST(ts AS TIMESTAMP) GROUP BY source
+    ),
+    o AS (
+        SELECT s.source, unnest(orders.model_ids) AS model_id,
+               unnest(orders.positions) AS position, s.observed_at
+        FROM orders JOIN s USING (order_hash)
+    )
+    SELECT {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT}
+    ORDER BY o.source, o.position;
+
+CREATE OR REPLACE VIEW current_models AS
+    SELECT * FROM models_as_of(TIMESTAMP '9999-12-31');
+
+CREATE OR REPLACE VIEW model_changes AS
+    WITH pairs AS (
+        SELECT *,
+               lag(valid_from) OVER w AS prev_from,
+               lag(valid_to) OVER w AS prev_to,
+               lead(valid_from) OVER w AS next_from
+        FROM model_versions
+        WINDOW w AS (PARTITION BY source, model_id ORDER BY valid_from)
+    ),
+    events AS (
+        SELECT valid_from AS changed_at, source, model_id, 'added' AS kind, 0 AS kind_order,
+               NULL AS field, NULL AS old_value, NULL AS new_value,
+               NULL::DOUBLE AS old_number, NULL::DOUBLE AS new_number
+        FROM pairs WHERE prev_from IS NULL
+        UNION ALL
+        SELECT valid_to, source, model_id, 'removed', 1, NULL, NULL, NULL, NULL, NULL
+        FROM pairs WHERE valid_to IS NOT NULL AND (next_from IS NULL OR next_from > valid_to)
+        UNION ALL
+        SELECT valid_from, source, model_id, 'returned', 2, NULL, NULL, NULL, NULL, NULL
+        FROM pairs WHERE prev_to < valid_from
+        UNION ALL {_field_changes()}
+    )
+    SELECT *, CASE WHEN old_number > 0 AND new_number IS NOT NULL
+                   THEN round((new_number - old_number) / old_number * 100, 4) END AS pct_change
+    FROM events;
+
+CREATE OR REPLACE VIEW price_changes AS
+    SELECT changed_at, source, model_id, field AS price, old_number AS old_price,
+           new_number AS new_price, pct_change,
+           CASE WHEN new_number < old_number THEN 'cut' WHEN new_number > old_number THEN 'rise'
+                WHEN old_number IS NULL THEN 'priced' ELSE 'unpriced' END AS direction
+    FROM model_changes
+    WHERE kind = 'changed' AND field IN ({", ".join(repr(c) for c in PRICE_COLUMNS)});
+"""
