@@ -104,3 +104,50 @@ def test_every_command_has_help():
         assert command.help, f"{name} has no help"
         done = run_cli(name, "--help")
         assert done.returncode == 0 and "Usage" in done.stdout
+
+
+def test_querying_imports_neither_prefect_nor_altair_nor_pandera(demo_db):
+    code = (
+        "import sys\n"
+        "from pipeline.cli import main\n"
+        f"sys.argv = ['modelwatch', 'models', '--db', {str(demo_db)!r}, '--format', 'json',"
+        " '--type', 'llm', '--sort-by', 'model_ratio']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('prefect', 'altair', 'pandera', 'httpx') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["success"] is True
+
+
+def test_changes_history_cost_and_export(demo_db, tmp_path):
+    done = run_cli("changes", "--db", str(demo_db), "--since", "2026-06-01", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert rows and all(r["changed_at"] > "2026-06-01" for r in rows)
+    assert {r["kind"] for r in rows} <= {"added", "removed", "returned", "changed"}
+    hist = run_cli("history", "claude-haiku-4-5", "--db", str(demo_db), "--format", "csv")
+    assert hist.stdout.splitlines()[0].startswith("source,model_id,valid_from,valid_to,input_price")
+    cost = run_cli("cost", "claude-haiku-4-5", "--input-tokens", "1000000", "--output-tokens",
+                   "20000", "--cached-tokens", "300000", "--at", "2026-01-01", "--db", str(demo_db))
+    assert cost.stdout.startswith("claude-haiku-4-5 (aihubmix) at 2026-01-01T00:00:00Z: $0.913000")
+    unknown = run_cli("cost", "claude-haiku", "--input-tokens", "1", "--output-tokens", "1",
+                      "--db", str(demo_db))
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: model 'claude-haiku' was never in the stored catalog;"
+                                     " did you mean claude-haiku-4-5")
+    bad = run_cli("models", "--db", str(demo_db), "--type", "chat")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: type 'chat' is not a known type")
+    exported = run_cli("export", str(tmp_path / "pq"), "--db", str(demo_db))
+    assert exported.returncode == 0, exported.stderr
+    import polars as pl
+
+    versions = pl.read_parquet(tmp_path / "pq" / "model_versions.parquet")
+    from pipeline.store import Store
+
+    with Store.open(demo_db) as store:
+        assert versions.height == store.summary()["versions"]
