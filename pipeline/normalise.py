@@ -18,13 +18,12 @@ import polars as pl
 
 from pipeline.record import (
     ALIASES,
-    COLUMNS,
     COUNT_COLUMNS,
     KNOWN_VALUES,
     LIST_COLUMNS,
     PRICE_KEYS,
-    SCHEMA,
     VALUE_COLUMNS,
+    frame_from_rows,
 )
 
 # upstream field -> record column, for fields that are not prices
@@ -51,10 +50,25 @@ class QuarantinedRow:
 class Normalised:
     """A snapshot after normalising: the valid rows, what was set aside, what was new."""
 
-    frame: pl.DataFrame  # COLUMNS + row_hash, in upstream order
+    rows: list[dict[str, Any]]  # valid records (COLUMNS), in upstream order
+    hashes: list[str]  # row_hash of each valid row
     quarantine: list[QuarantinedRow]
     unknown_values: dict[str, list[str]] = field(default_factory=dict)
     total_rows: int = 0
+    # model_id -> (upstream item, record, row_hash): lets the next snapshot skip
+    # re-normalising and re-validating items that did not change
+    cache: dict[str, tuple[Any, dict[str, Any], str]] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["model_id"] for r in self.rows]
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """Every valid row as a frame (COLUMNS + row_hash)."""
+        return frame_from_rows(self.rows).with_columns(
+            pl.Series("row_hash", self.hashes, dtype=pl.String)
+        )
 
 
 def row_hash(values: dict[str, Any]) -> str:
@@ -161,18 +175,39 @@ def normalise_item(
     return row, reasons
 
 
-def normalise_items(items: list[Any], *, source: str, price_multiplier: float = 1.0) -> Normalised:
-    """Normalise a catalog's items; invalid rows go to the quarantine with their reasons."""
+def normalise_items(
+    items: list[Any],
+    *,
+    source: str,
+    price_multiplier: float = 1.0,
+    cache: dict[str, tuple[Any, dict[str, Any], str]] | None = None,
+) -> Normalised:
+    """Normalise a catalog's items; invalid rows go to the quarantine with their reasons.
+
+    `cache` is the previous snapshot's `Normalised.cache`: an item equal to the one seen
+    before under the same id reuses its record, which was validated then.
+    """
     from schemas.catalog import failure_reasons  # pandera is only needed when ingesting
 
+    cache = cache or {}
     rows: list[dict[str, Any]] = []
     row_reasons: list[list[str]] = []
+    hashes: list[str | None] = []
+    fresh: list[int] = []
     for position, item in enumerate(items):
+        hit = cache.get(item.get("model_id")) if isinstance(item, dict) else None  # type: ignore[arg-type]
+        if hit is not None and hit[0] == item:
+            rows.append({**hit[1], "position": position})
+            row_reasons.append([])
+            hashes.append(hit[2])
+            continue
         row, reasons = normalise_item(
             item, position, source=source, price_multiplier=price_multiplier
         )
         rows.append(row)
         row_reasons.append(reasons)
+        hashes.append(None)
+        fresh.append(position)
 
     seen: set[str] = set()
     for row, reasons in zip(rows, row_reasons, strict=True):
@@ -183,9 +218,10 @@ def normalise_items(items: list[Any], *, source: str, price_multiplier: float = 
             reasons.append(f"duplicate model_id {mid!r} (the first occurrence is kept)")
         seen.add(mid)
 
-    frame = pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
-    for index, reason in failure_reasons(frame):
-        row_reasons[index].append(reason)
+    if fresh:
+        checked = frame_from_rows([rows[i] for i in fresh])
+        for index, reason in failure_reasons(checked):
+            row_reasons[fresh[index]].append(reason)
 
     quarantine = [
         QuarantinedRow(
@@ -197,27 +233,32 @@ def normalise_items(items: list[Any], *, source: str, price_multiplier: float = 
         for i, reasons in enumerate(row_reasons)
         if reasons
     ]
-    keep = [not reasons for reasons in row_reasons]
-    hashes = [row_hash(r) if ok else None for r, ok in zip(rows, keep, strict=True)]
-    frame = (
-        frame.with_columns(pl.Series("row_hash", hashes, dtype=pl.String))
-        .filter(pl.Series(keep, dtype=pl.Boolean))
-        .select(*COLUMNS, "row_hash")
-    )
+    valid_rows: list[dict[str, Any]] = []
+    valid_hashes: list[str] = []
+    new_cache: dict[str, tuple[Any, dict[str, Any], str]] = {}
+    for i, (row, reasons) in enumerate(zip(rows, row_reasons, strict=True)):
+        if reasons:
+            continue
+        digest = hashes[i] or row_hash(row)
+        valid_rows.append(row)
+        valid_hashes.append(digest)
+        new_cache[row["model_id"]] = (items[i], row, digest)
+    fresh_valid = [rows[i] for i in fresh if not row_reasons[i]]
     return Normalised(
-        frame=frame,
+        rows=valid_rows,
+        hashes=valid_hashes,
         quarantine=quarantine,
-        unknown_values=unknown_values(frame),
+        unknown_values=unknown_values(fresh_valid),
         total_rows=len(items),
+        cache=new_cache,
     )
 
 
-def unknown_values(frame: pl.DataFrame) -> dict[str, list[str]]:
+def unknown_values(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Enum values outside SPEC 1's documented sets: kept, and reported."""
     found: dict[str, list[str]] = {}
     for col, known in KNOWN_VALUES.items():
-        values = frame.get_column(col).explode().drop_nulls().unique().to_list()
-        extra = sorted(set(values) - set(known))
+        extra = sorted({v for r in rows for v in r[col]} - set(known))
         if extra:
             found[col] = extra
     return found

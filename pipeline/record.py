@@ -8,6 +8,7 @@ cannot drift between them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -80,5 +81,20 @@ KNOWN_VALUES: dict[str, tuple[str, ...]] = {
 ALIASES: dict[str, dict[str, str]] = {"types": TYPE_ALIASES, "features": {}, "input_modalities": {}}
 
 
-def empty_frame() -> pl.DataFrame:
-    return pl.DataFrame(schema=SCHEMA)
+def _arrow_type(dtype: pl.DataType) -> Any:
+    import pyarrow as pa
+
+    if isinstance(dtype, pl.List):
+        return pa.list_(pa.string())
+    return {pl.String: pa.string(), pl.Int64: pa.int64(), pl.Float64: pa.float64()}[type(dtype)]
+
+
+def frame_from_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Record dicts -> a frame of `SCHEMA`, column by column through Arrow (polars'
+    row-wise constructor builds one Python object per list cell: 15x slower)."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {f.name: pa.array([r[f.name] for r in rows], type=_arrow_type(f.dtype)) for f in FIELDS}
+    )
+    return pl.from_arrow(table)  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from pipeline.record import COLUMNS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
 
 _SELECT = ", ".join(f"o.{c}" if c in ("source", "model_id", "position") else f"v.{c}"
                     for c in COLUMNS)
+_POSITIONS = "unnest(coalesce(orders.positions, range(len(orders.model_ids))::INTEGER[]))"
 _VALID_AT = ("v.source = o.source AND v.model_id = o.model_id AND v.valid_from <= o.observed_at"
              " AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)")
 
@@ -51,7 +52,7 @@ CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
     ),
     o AS (
         SELECT s.source, unnest(orders.model_ids) AS model_id,
-               unnest(orders.positions) AS position, s.observed_at
+               {_POSITIONS} AS position, s.observed_at
         FROM orders JOIN s USING (order_hash)
     )
     SELECT {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT}
@@ -60,7 +61,7 @@ CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
 CREATE OR REPLACE VIEW snapshot_models AS
     WITH o AS (
         SELECT s.source, s.observed_at, unnest(orders.model_ids) AS model_id,
-               unnest(orders.positions) AS position
+               {_POSITIONS} AS position
         FROM snapshots s JOIN orders USING (order_hash)
     )
     SELECT o.observed_at, {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT};
@@ -73,7 +74,7 @@ CREATE OR REPLACE MACRO models_as_of(ts) AS TABLE
     ),
     o AS (
         SELECT s.source, unnest(orders.model_ids) AS model_id,
-               unnest(orders.positions) AS position, s.observed_at
+               {_POSITIONS} AS position, s.observed_at
         FROM orders JOIN s USING (order_hash)
     )
     SELECT {_SELECT} FROM o JOIN model_versions v ON {_VALID_AT}

@@ -31,12 +31,13 @@ import polars as pl
 import zstandard as zstd
 
 from pipeline.errors import BadInput, ModelwatchError, PayloadRejected, StoreError, StoreLocked
-from pipeline.record import FIELDS
+from pipeline.record import FIELDS, frame_from_rows
 from pipeline.sql import VIEWS
 
 SCHEMA_VERSION = 1
-KEYFRAME_EVERY = 32
-ZSTD_LEVEL = 12
+KEYFRAME_EVERY = 128
+ZSTD_LEVEL = 12  # deltas: fast, and small anyway
+KEYFRAME_LEVEL = 19  # one body in KEYFRAME_EVERY: worth the time
 OUTCOMES = ("new", "unchanged", "not_modified", "rejected", "failed", "suspect")
 ACCEPTED = ("new", "unchanged")
 DEFAULT_DB = Path("data/catalog.duckdb")
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS orders (
     order_hash VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
     model_ids VARCHAR[] NOT NULL,
-    positions INTEGER[] NOT NULL
+    positions INTEGER[]  -- NULL when they are 0, 1, 2, ... (no quarantined gaps)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     fetch_id BIGINT PRIMARY KEY,
@@ -106,6 +107,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw JSON
 );
 """
+
 
 @dataclass
 class IngestResult:
@@ -152,6 +154,7 @@ class _SourceState:
     newest: datetime | None  # newest fetch time of any outcome
     current: dict[str, str]  # open versions: model_id -> row_hash
     order_hash: str | None  # order of the newest applied snapshot
+    items: dict[str, Any] = field(default_factory=dict)  # the last body's Normalised.cache
 
 
 def content_hash(body: bytes) -> str:
@@ -340,7 +343,7 @@ class Store:
             if row is None or depth >= KEYFRAME_EVERY:
                 base, depth = None, 0
         if base is None:
-            data = zstd.ZstdCompressor(level=ZSTD_LEVEL).compress(body)
+            data = zstd.ZstdCompressor(level=KEYFRAME_LEVEL).compress(body)
             codec = "zstd"
         else:
             base_body = self.raw_payload(base)
@@ -518,16 +521,18 @@ class Store:
             result.error = str(exc)
             return commit("rejected", raw_base=None)
 
-        norm = normalise_items(items, source=source, price_multiplier=spec.price_multiplier)
-        frame = norm.frame
-        result.models = frame.height
+        norm = normalise_items(
+            items, source=source, price_multiplier=spec.price_multiplier, cache=state.items
+        )
+        rows = norm.rows
+        result.models = len(rows)
         result.quarantined = len(norm.quarantine)
         result.unknown_values = norm.unknown_values
 
         current = state.current
-        ids = frame.get_column("model_id").to_list()
-        positions = frame.get_column("position").to_list()
-        new_hashes = dict(zip(ids, frame.get_column("row_hash").to_list(), strict=True))
+        ids = norm.ids
+        positions = [r["position"] for r in rows]
+        new_hashes = dict(zip(ids, norm.hashes, strict=True))
         result.removed = sorted(set(current) - set(new_hashes))
         result.changed = sorted(
             m for m, h in new_hashes.items() if m in current and current[m] != h
@@ -548,24 +553,32 @@ class Store:
 
         # 3. held: an outage must not erase the catalog
         mass_removal = len(result.removed) * 2 > len(current)
-        if (frame.height == 0 or mass_removal) and not accept_mass_removal:
+        if (not rows or mass_removal) and not accept_mass_removal:
             result.error = (
                 "empty catalog"
-                if frame.height == 0
+                if not rows
                 else f"would remove {len(result.removed)} of {len(current)} models"
             ) + " (held as suspect; pass --accept-mass-removal to apply it)"
-            return commit("suspect", quarantine=norm.quarantine)
+            commit("suspect", quarantine=norm.quarantine)
+            state.items = norm.cache
+            return result
 
         touched = set(result.changed) | set(result.added) | set(result.returned)
         if not touched and not result.removed and order_hash == state.order_hash:
-            return commit("unchanged", quarantine=norm.quarantine)
+            commit("unchanged", quarantine=norm.quarantine)
+            state.items = norm.cache
+            return result
 
         def apply() -> None:
-            self._apply(source, fetched_at, result, frame, touched, ids, positions, order_hash)
+            fresh = [
+                (r, h) for r, h in zip(rows, norm.hashes, strict=True) if r["model_id"] in touched
+            ]
+            self._apply(source, fetched_at, result, fresh, ids, positions, order_hash)
 
         commit("new", quarantine=norm.quarantine, apply=apply)
         state.current = new_hashes
         state.order_hash = order_hash
+        state.items = norm.cache
         return result
 
     def _store_quarantine(self, source: str, digest: str, rows: list[Any]) -> None:
@@ -583,8 +596,7 @@ class Store:
         source: str,
         at: datetime,
         result: IngestResult,
-        frame: pl.DataFrame,
-        touched: set[str],
+        fresh: list[tuple[dict[str, Any], str]],
         ids: list[str],
         positions: list[int],
         order_hash: str,
@@ -596,8 +608,10 @@ class Store:
                 "AND list_contains(?, model_id)",
                 [at, source, closing],
             )
-        if touched:
-            new_rows = frame.filter(pl.col("model_id").is_in(sorted(touched))).drop("position")
+        if fresh:
+            new_rows = frame_from_rows([r for r, _ in fresh]).with_columns(
+                pl.Series("row_hash", [h for _, h in fresh], dtype=pl.String)
+            )
             self.con.register("_new_rows", new_rows)
             try:
                 cols = ", ".join(f.name for f in _VERSION_COLS)
@@ -617,9 +631,10 @@ class Store:
     def _write_order(
         self, source: str, order_hash: str, ids: list[str], positions: list[int]
     ) -> None:
+        dense = positions == list(range(len(ids)))  # the usual case: no quarantined gaps
         self.con.execute(
             "INSERT INTO orders VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [order_hash, source, ids, positions],
+            [order_hash, source, ids, None if dense else positions],
         )
 
     # -- reading ---------------------------------------------------------------------
