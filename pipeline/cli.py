@@ -57,11 +57,11 @@ def db_path(db: Path | None) -> Path:
     return Path(env) if env else DEFAULT_DB
 
 
-def open_store(db: Path | None) -> Store:
+def open_store(db: Path | None, *, read_only: bool = False) -> Store:
     path = db_path(db)
-    if path == DEFAULT_DB:
+    if path == DEFAULT_DB and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return Store.open(path)
+    return Store.open(path, read_only=read_only)
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -236,7 +236,7 @@ def models(
     from pipeline.query import models as query_models
 
     when = _time(as_of, "--as-of")
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         frame = query_models(store, source=source, as_of=when, type=type, modalities=modalities,
                              model=model, features=features, sort_by=sort_by,
                              sort_order=sort_order)
@@ -283,7 +283,7 @@ def changes(
     from pipeline.query import changes as query_changes
 
     start, end = _time(since, "--since"), _time(until, "--until")
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         frame = query_changes(store, since=start, until=end, source=source)
     if fmt is Format.table:
         frame = frame.drop("old_number", "new_number")
@@ -300,7 +300,7 @@ def history(
     """A model's price and limit history: one row per version, with valid_from/valid_to."""
     from pipeline.query import price_history
 
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         frame = price_history(store, model, source=source)
     _print_frame(frame, fmt, title=f"{model}: {frame.height} versions")
 
@@ -318,7 +318,7 @@ def cost(
     """The USD cost of a request at the prices in force at a date."""
     from pipeline.query import cost as query_cost
 
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         result = query_cost(store, model, input_tokens=input_tokens, output_tokens=output_tokens,
                             cached_tokens=cached_tokens, at=_time(at, "--at"), source=source)
     out.print(
@@ -341,7 +341,7 @@ def export(
 
     if fmt != "parquet":
         raise ModelwatchError(f"export format {fmt!r} is not supported; accepted: parquet")
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         written = export_parquet(store, directory)
     for path, rows in written.items():
         out.print(f"{path}: {rows} rows")
@@ -382,7 +382,7 @@ def _print_models(frame: Any, fmt: Format) -> None:
 @app.command()
 def info(db: DbOption = None) -> None:
     """What the store holds: fetches, snapshots, models, versions, raw bytes."""
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         _print_summary(store.summary())
 
 

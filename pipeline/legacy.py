@@ -21,17 +21,6 @@ from pipeline.timeutil import utcnow
 TOKEN_PREFIX = "mw-"
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{8,200}$")
 
-TOKENS_DDL = """
-CREATE TABLE IF NOT EXISTS tokens (
-    name VARCHAR PRIMARY KEY,
-    token_sha256 VARCHAR NOT NULL UNIQUE,
-    models VARCHAR[],
-    grp VARCHAR,
-    created_at TIMESTAMP NOT NULL
-);
-"""
-
-
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -36,7 +36,7 @@ from pipeline.sql import VIEWS
 
 SCHEMA_VERSION = 1
 KEYFRAME_EVERY = 128
-ZSTD_LEVEL = 12  # deltas: fast, and small anyway
+ZSTD_LEVEL = 6  # deltas: ~2 ms for a 500 KB body, ~400 bytes each
 KEYFRAME_LEVEL = 19  # one body in KEYFRAME_EVERY: worth the time
 OUTCOMES = ("new", "unchanged", "not_modified", "rejected", "failed", "suspect")
 ACCEPTED = ("new", "unchanged")
@@ -98,6 +98,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     order_hash VARCHAR NOT NULL,
     models INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    name VARCHAR PRIMARY KEY,
+    token_sha256 VARCHAR NOT NULL UNIQUE,
+    models VARCHAR[],
+    grp VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     content_hash VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
@@ -107,6 +114,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw JSON
 );
 """
+
+
+DDL_HASH = hashlib.sha256((DDL + VIEWS).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -169,26 +179,35 @@ def _order_hash(source: str, ids: list[str], positions: list[int]) -> str:
 class Store:
     """One DuckDB file (or `:memory:`): `with Store.open(path) as store: ...`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool = False):
         self.con = con
         self.path = path
+        self.read_only = read_only
         self._raw_cache: dict[str, bytes] = {}  # content_hash -> body, the last few bases
         self._states: dict[str, _SourceState] = {}
+        self._depths: dict[str, int] = {}  # delta-chain depth of bodies stored by this Store
         self._ensure_schema()
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path | None = None, *, lock_timeout: float = 10.0) -> Store:
-        """Open (creating if needed); wait up to `lock_timeout` s for another writer."""
+    def open(
+        cls, path: str | Path | None = None, *, lock_timeout: float = 10.0, read_only: bool = False
+    ) -> Store:
+        """Open (creating if needed); wait up to `lock_timeout` s for another writer.
+
+        `read_only` is for queries: several readers may share the file, never with a writer.
+        """
         target = str(path if path is not None else DEFAULT_DB)
         if target != ":memory:":
             parent = Path(target).parent
             if not parent.exists():
                 raise BadInput(f"database folder {str(parent)!r} does not exist")
+            if read_only and not Path(target).exists():
+                raise BadInput(f"database {target!r} does not exist; run a snapshot or replay")
         deadline = time.monotonic() + lock_timeout
         while True:
             try:
-                con = duckdb.connect(target)
+                con = duckdb.connect(target, read_only=read_only and target != ":memory:")
                 break
             except duckdb.IOException as exc:
                 text = str(exc)
@@ -209,7 +228,7 @@ class Store:
                 raise StoreError(
                     f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
                 ) from None
-        return cls(con, target)
+        return cls(con, target, read_only=read_only)
 
     def __enter__(self) -> Store:
         return self
@@ -221,30 +240,36 @@ class Store:
         self.con.close()
 
     def _ensure_schema(self) -> None:
+        """Create or refresh tables and views, unless this file already has this code's."""
         found = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
         ).fetchall()[0][0]
-        if found:
-            version = self.con.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchall()
-            if version and int(version[0][0]) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"database {self.path!r} has schema version {version[0][0]}, "
-                    f"this modelwatch expects {SCHEMA_VERSION}"
-                )
+        meta = dict(self.con.execute("SELECT key, value FROM meta").fetchall()) if found else {}
+        version = meta.get("schema_version")
+        if version is not None and int(version) != SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path!r} has schema version {version}, "
+                f"this modelwatch expects {SCHEMA_VERSION}"
+            )
+        if meta.get("ddl_hash") == DDL_HASH:
+            return
+        if self.read_only:
+            if not found:
+                raise StoreError(f"database {self.path!r} holds no modelwatch history")
+            return  # an older modelwatch's views: still readable
         self.con.execute("BEGIN")
         self.con.execute(DDL)
         self.con.execute(VIEWS)
         self.con.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
+            [str(SCHEMA_VERSION), DDL_HASH],
         )
         self.con.execute("COMMIT")
 
     # -- small reads -----------------------------------------------------------------
     def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """A query's result as a polars frame."""
-        return self.con.sql(sql, params=params).pl()
+        return pl.DataFrame(self.con.sql(sql, params=params))  # Arrow stream: no pyarrow import
 
     def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
         rows = self.con.execute(sql, params or []).fetchall()
@@ -334,13 +359,18 @@ class Store:
     def _store_raw(
         self, source: str, body: bytes, digest: str, at: datetime, base: str | None
     ) -> None:
-        if self._one("SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest]):
+        if digest in self._depths or self._one(
+            "SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest]
+        ):
             return
         depth = 0
         if base is not None:
-            row = self._one("SELECT depth FROM raw_payloads WHERE content_hash = ?", [base])
-            depth = row[0] + 1 if row else 0
-            if row is None or depth >= KEYFRAME_EVERY:
+            if base not in self._depths:
+                row = self._one("SELECT depth FROM raw_payloads WHERE content_hash = ?", [base])
+                if row is not None:
+                    self._depths[base] = row[0]
+            depth = self._depths[base] + 1 if base in self._depths else KEYFRAME_EVERY
+            if depth >= KEYFRAME_EVERY:
                 base, depth = None, 0
         if base is None:
             data = zstd.ZstdCompressor(level=KEYFRAME_LEVEL).compress(body)
@@ -355,6 +385,7 @@ class Store:
             [digest, source, at, len(body), codec, base, depth, data],
         )
         self._remember(digest, body)
+        self._depths[digest] = depth
 
     # -- writing ---------------------------------------------------------------------
     def _log(
@@ -427,6 +458,7 @@ class Store:
             yield
         except BaseException:
             self.con.execute("ROLLBACK")
+            self._depths.clear()  # may name bodies whose insert was just rolled back
             raise
         else:
             self.con.execute("COMMIT")
@@ -460,13 +492,14 @@ class Store:
         )
         log_args = {"url": url, "http_status": http_status, "etag": etag, "max_age": max_age}
 
-        if self._one(
+        state = self._state(source)
+        # only a fetch no newer than the newest stored can be a repeat (a replay re-run)
+        if (state.newest is None or fetched_at <= state.newest) and self._one(
             "SELECT 1 FROM fetch_log WHERE source = ? AND fetched_at = ? AND content_hash = ?",
             [source, fetched_at, digest],
         ):
             result.outcome = "duplicate"
             return result
-        state = self._state(source)
         if state.newest is not None and fetched_at < state.newest:
             raise BadInput(
                 f"{source} fetch at {fetched_at.isoformat()} is older than the newest one stored "
@@ -622,7 +655,8 @@ class Store:
                 )
             finally:
                 self.con.unregister("_new_rows")
-        self._write_order(source, order_hash, ids, positions)
+        if order_hash != self._state(source).order_hash:  # most changes keep the order
+            self._write_order(source, order_hash, ids, positions)
         self.con.execute(
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
             [result.fetch_id, source, at, result.content_hash, order_hash, len(ids)],

@@ -213,8 +213,10 @@ def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatc
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    # versions were already closed and inserted when the order write fails
-    monkeypatch.setattr(store, "_write_order", crash)
+    # the fetch is logged and changed versions are closed when the new rows fail
+    import pipeline.store
+
+    monkeypatch.setattr(pipeline.store, "frame_from_rows", crash)
     with pytest.raises(StoreError, match="could not apply the snapshot: OSError: disk full"):
         store.ingest(second, source="aihubmix", fetched_at=t2)
     assert {name: table(store, name) for name in HISTORY_TABLES} == before

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` measures ingest time and store bytes against baselines."""
