@@ -237,9 +237,17 @@ def models(
 
     when = _time(as_of, "--as-of")
     with open_store(db, read_only=True) as store:
-        frame = query_models(store, source=source, as_of=when, type=type, modalities=modalities,
-                             model=model, features=features, sort_by=sort_by,
-                             sort_order=sort_order)
+        frame = query_models(
+            store,
+            source=source,
+            as_of=when,
+            type=type,
+            modalities=modalities,
+            model=model,
+            features=features,
+            sort_by=sort_by,
+            sort_order=sort_order,
+        )
     _print_models(frame, fmt)
 
 
@@ -254,8 +262,11 @@ def _print_frame(frame: Any, fmt: Format, title: str | None = None) -> None:
     )
     if fmt is Format.json:
         rows = flat.with_columns(
-            *(pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ") for c, t in flat.schema.items()
-              if t.is_temporal())
+            *(
+                pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                for c, t in flat.schema.items()
+                if t.is_temporal()
+            )
         ).to_dicts()
         out.print(json.dumps(rows, ensure_ascii=False, indent=1), markup=False)
         return
@@ -266,8 +277,18 @@ def _print_frame(frame: Any, fmt: Format, title: str | None = None) -> None:
     for name, dtype in flat.schema.items():
         table.add_column(name, justify="right" if dtype.is_numeric() else "left", overflow="fold")
     for row in flat.iter_rows():
-        table.add_row(*("" if v is None else iso(v) if isinstance(v, datetime) else
-                        f"{v:g}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(
+            *(
+                ""
+                if v is None
+                else iso(v)
+                if isinstance(v, datetime)
+                else f"{v:g}"
+                if isinstance(v, float)
+                else str(v)
+                for v in row
+            )
+        )
     out.print(table)
 
 
@@ -319,8 +340,15 @@ def cost(
     from pipeline.query import cost as query_cost
 
     with open_store(db, read_only=True) as store:
-        result = query_cost(store, model, input_tokens=input_tokens, output_tokens=output_tokens,
-                            cached_tokens=cached_tokens, at=_time(at, "--at"), source=source)
+        result = query_cost(
+            store,
+            model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            at=_time(at, "--at"),
+            source=source,
+        )
     out.print(
         f"{result['model_id']} ({result['source']}) at {iso(result['at'])}: "
         f"${result['usd']:.6f} = {result['input_tokens'] - result['cached_tokens']:,} in x "
@@ -377,6 +405,68 @@ def _print_models(frame: Any, fmt: Format) -> None:
         )
     out.print(table)
     err.print(f"{frame.height} models")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8000,
+    source: SourceOption = "aihubmix",
+    db: DbOption = None,
+) -> None:
+    """Serve the history as the AiHubMix API: /api/v1/models, /v1/models, /v1/models/{id}."""
+    import uvicorn
+
+    from pipeline.serve import create_app
+
+    path = db_path(db)
+    if not path.exists():
+        raise ModelwatchError(f"database {str(path)!r} does not exist; run a snapshot or replay")
+    err.print(f"serving {path} ({source}) on http://{host}:{port}  (Ctrl-C to stop)")
+    # access_log off: request lines could carry credentials in query strings
+    uvicorn.run(
+        create_app(path, source=source), host=host, port=port, access_log=False, log_level="warning"
+    )
+
+
+tokens_app = typer.Typer(
+    help="Bearer tokens for the served /v1/models (only hashes are kept).", no_args_is_help=True
+)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("add")
+def tokens_add(
+    name: Annotated[str, typer.Argument(help="a name for the token's holder")],
+    models: Annotated[str | None, typer.Option(help="comma list of model ids it may list")] = None,
+    group: Annotated[str | None, typer.Option(help="a group: default, or a source name")] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a token and print it once; only its SHA-256 is stored."""
+    from pipeline.legacy import add_token
+
+    with open_store(db) as store:
+        token = add_token(
+            store, name, models=models.split(",") if models is not None else None, group=group
+        )
+    err.print(f"token {name!r} created; it is shown once, store it now:")
+    sys.stdout.write(token + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list(db: DbOption = None) -> None:
+    """Token names and scopes (never the tokens)."""
+    from pipeline.legacy import list_tokens
+
+    with open_store(db, read_only=True) as store:
+        rows = list_tokens(store)
+    table = Table(show_edge=False)
+    for name in ("name", "scope", "created"):
+        table.add_column(name)
+    for r in rows:
+        scope = f"models: {', '.join(r['models'])}" if r["models"] else f"group: {r['group']}"
+        table.add_row(r["name"], scope, iso(r["created_at"]))
+    out.print(table)
 
 
 @app.command()

@@ -255,8 +255,11 @@ def cost(
 
     `cached_tokens` are part of `input_tokens` and billed at the cache-read price (the
     input price when the catalog has none)."""
-    for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens),
-                        ("cached_tokens", cached_tokens)):
+    for name, value in (
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
+        ("cached_tokens", cached_tokens),
+    ):
         if value < 0:
             raise BadInput(f"{name} must not be negative, got {value}")
     if cached_tokens > input_tokens:
@@ -292,8 +295,9 @@ def cost(
     }
 
 
-def median_price_by_type(store: Store, *, source: str = "aihubmix",
-                         price: str = "input_price") -> pl.DataFrame:
+def median_price_by_type(
+    store: Store, *, source: str = "aihubmix", price: str = "input_price"
+) -> pl.DataFrame:
     """Median price per type at each snapshot: how a segment's price level moves."""
     if price not in PRICE_COLUMNS:
         raise BadInput(f"price {price!r} is not one of {', '.join(PRICE_COLUMNS)}")
@@ -308,8 +312,7 @@ def median_price_by_type(store: Store, *, source: str = "aihubmix",
     )
 
 
-def coverage(store: Store, *, source: str = "aihubmix",
-             column: str = "features") -> pl.DataFrame:
+def coverage(store: Store, *, source: str = "aihubmix", column: str = "features") -> pl.DataFrame:
     """Number of models per feature (or modality, or type) at each snapshot."""
     if column not in ("features", "input_modalities", "types"):
         raise BadInput(f"column {column!r} is not one of features, input_modalities, types")

@@ -35,8 +35,7 @@ from pipeline.timeutil import parse_time
 
 PUBLIC = "public, max-age=300, stale-while-revalidate=300"
 PRIVATE = "private, max-age=300"
-API_PARAMS = ("type", "modalities", "model", "features", "sort_by", "sort_order", "as_of",
-              "source")
+API_PARAMS = ("type", "modalities", "model", "features", "sort_by", "sort_order", "as_of", "source")
 MAX_PARAM_LENGTH = 512
 JSON_TYPE = "application/json"
 
@@ -57,8 +56,9 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return False
 
 
-def openai_error(message: str, *, code: str, type: str = "invalid_request_error",
-                 param: str | None = None) -> bytes:
+def openai_error(
+    message: str, *, code: str, type: str = "invalid_request_error", param: str | None = None
+) -> bytes:
     return json.dumps(
         {"error": {"message": message, "type": type, "param": param, "code": code}},
         ensure_ascii=False,
@@ -77,8 +77,14 @@ class _Answer:
 class Mirror:
     """Answers for the served routes, cached by database version."""
 
-    def __init__(self, db: str | Path | None = None, *, store: Store | None = None,
-                 source: str = "aihubmix", cache_size: int = 512):
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        *,
+        store: Store | None = None,
+        source: str = "aihubmix",
+        cache_size: int = 512,
+    ):
         if (db is None) == (store is None):
             raise ValueError("give exactly one of db or store")
         self.path = None if db is None else Path(db)
@@ -141,22 +147,28 @@ def _params(request: Request) -> dict[str, str]:
     return seen
 
 
-def _send(request: Request, answer: _Answer, *, private: bool = False,
-          vary: bool = False) -> Response:
+def _send(
+    request: Request, answer: _Answer, *, private: bool = False, vary: bool = False
+) -> Response:
     headers = {"Cache-Control": PRIVATE if private else PUBLIC}
     if vary or private:
         headers["Vary"] = "Authorization"
     if answer.etag is None:
-        return Response(answer.body, status_code=answer.status, media_type=JSON_TYPE,
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            answer.body,
+            status_code=answer.status,
+            media_type=JSON_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
     headers["ETag"] = answer.etag
     if etag_matches(request.headers.get("if-none-match"), answer.etag):
         return Response(status_code=304, headers=headers)
     return Response(answer.body, status_code=200, media_type=JSON_TYPE, headers=headers)
 
 
-def create_app(db: str | Path | None = None, *, store: Store | None = None,
-               source: str = "aihubmix") -> Starlette:
+def create_app(
+    db: str | Path | None = None, *, store: Store | None = None, source: str = "aihubmix"
+) -> Starlette:
     """The ASGI app; give a database path (served read-only) or an open `Store` (tests)."""
     mirror = Mirror(db, store=store, source=source)
 
@@ -178,9 +190,22 @@ def create_app(db: str | Path | None = None, *, store: Store | None = None,
 
         def compute(s: Store) -> _Answer:
             try:
-                frame = models(s, source=src, as_of=when, **{
-                    k: params.get(k) for k in
-                    ("type", "modalities", "model", "features", "sort_by", "sort_order")})
+                frame = models(
+                    s,
+                    source=src,
+                    as_of=when,
+                    **{
+                        k: params.get(k)
+                        for k in (
+                            "type",
+                            "modalities",
+                            "model",
+                            "features",
+                            "sort_by",
+                            "sort_order",
+                        )
+                    },
+                )
             except BadInput as exc:
                 return _Answer(400, error_body(str(exc)))
             return _Answer(200, catalog_body(frame))
@@ -201,17 +226,25 @@ def create_app(db: str | Path | None = None, *, store: Store | None = None,
             body = openai_error("the request URL is not valid UTF-8", code="invalid_url")
             return Response(body, status_code=400, media_type=JSON_TYPE)
         authorization = request.headers.get("authorization")
-        scope_answer = await _run(mirror, ("token", _digest(authorization)),
-                                  lambda s: token_scope(s, authorization))
+        scope_answer = await _run(
+            mirror, ("token", _digest(authorization)), lambda s: token_scope(s, authorization)
+        )
         if scope_answer.status != 200:
-            return Response(scope_answer.body, status_code=scope_answer.status,
-                            media_type=JSON_TYPE, headers={"Vary": "Authorization",
-                                                           "Cache-Control": "no-store",
-                                                           "WWW-Authenticate": "Bearer"})
+            return Response(
+                scope_answer.body,
+                status_code=scope_answer.status,
+                media_type=JSON_TYPE,
+                headers={
+                    "Vary": "Authorization",
+                    "Cache-Control": "no-store",
+                    "WWW-Authenticate": "Bearer",
+                },
+            )
         scope = json.loads(scope_answer.body)
         key = ("legacy", json.dumps(scope, sort_keys=True), model_id)
-        answer = await _run(mirror, key,
-                            lambda s: legacy_answer(s, scope, model_id, default_source=source))
+        answer = await _run(
+            mirror, key, lambda s: legacy_answer(s, scope, model_id, default_source=source)
+        )
         return _send(request, answer, private=authorization is not None, vary=True)
 
     async def healthz(request: Request) -> Response:
@@ -222,13 +255,15 @@ def create_app(db: str | Path | None = None, *, store: Store | None = None,
 
         return Response(json.dumps(OPENAPI).encode(), media_type=JSON_TYPE)
 
-    return Starlette(routes=[
-        Route("/api/v1/models", api_models, methods=["GET"]),
-        Route("/v1/models", legacy_models, methods=["GET"]),
-        Route("/v1/models/{model:path}", legacy_model, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/api/v1/models", api_models, methods=["GET"]),
+            Route("/v1/models", legacy_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", legacy_model, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ]
+    )
 
 
 def _digest(authorization: str | None) -> str | None:
@@ -236,8 +271,9 @@ def _digest(authorization: str | None) -> str | None:
     return None if authorization is None else hashlib.sha256(authorization.encode()).hexdigest()
 
 
-async def _run(mirror: Mirror, key: tuple[Any, ...],
-               compute: Callable[[Store], _Answer]) -> _Answer:
+async def _run(
+    mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], _Answer]
+) -> _Answer:
     """Cache hits answer inline; misses run in a worker thread (DuckDB blocks)."""
     from starlette.concurrency import run_in_threadpool
 

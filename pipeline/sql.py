@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from pipeline.record import COLUMNS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
 
-_SELECT = ", ".join(f"o.{c}" if c in ("source", "model_id", "position") else f"v.{c}"
-                    for c in COLUMNS)
+_SELECT = ", ".join(
+    f"o.{c}" if c in ("source", "model_id", "position") else f"v.{c}" for c in COLUMNS
+)
 _POSITIONS = "unnest(coalesce(orders.positions, range(len(orders.model_ids))::INTEGER[]))"
-_VALID_AT = ("v.source = o.source AND v.model_id = o.model_id AND v.valid_from <= o.observed_at"
-             " AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)")
+_VALID_AT = (
+    "v.source = o.source AND v.model_id = o.model_id AND v.valid_from <= o.observed_at"
+    " AND (v.valid_to IS NULL OR v.valid_to > o.observed_at)"
+)
 
 
 def _as_text(column: str, alias: str) -> str:

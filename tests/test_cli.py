@@ -132,14 +132,28 @@ def test_changes_history_cost_and_export(demo_db, tmp_path):
     assert {r["kind"] for r in rows} <= {"added", "removed", "returned", "changed"}
     hist = run_cli("history", "claude-haiku-4-5", "--db", str(demo_db), "--format", "csv")
     assert hist.stdout.splitlines()[0].startswith("source,model_id,valid_from,valid_to,input_price")
-    cost = run_cli("cost", "claude-haiku-4-5", "--input-tokens", "1000000", "--output-tokens",
-                   "20000", "--cached-tokens", "300000", "--at", "2026-01-01", "--db", str(demo_db))
+    cost = run_cli(
+        "cost",
+        "claude-haiku-4-5",
+        "--input-tokens",
+        "1000000",
+        "--output-tokens",
+        "20000",
+        "--cached-tokens",
+        "300000",
+        "--at",
+        "2026-01-01",
+        "--db",
+        str(demo_db),
+    )
     assert cost.stdout.startswith("claude-haiku-4-5 (aihubmix) at 2026-01-01T00:00:00Z: $0.913000")
-    unknown = run_cli("cost", "claude-haiku", "--input-tokens", "1", "--output-tokens", "1",
-                      "--db", str(demo_db))
+    unknown = run_cli(
+        "cost", "claude-haiku", "--input-tokens", "1", "--output-tokens", "1", "--db", str(demo_db)
+    )
     assert unknown.returncode == 1
-    assert unknown.stderr.startswith("error: model 'claude-haiku' was never in the stored catalog;"
-                                     " did you mean claude-haiku-4-5")
+    assert unknown.stderr.startswith(
+        "error: model 'claude-haiku' was never in the stored catalog; did you mean claude-haiku-4-5"
+    )
     bad = run_cli("models", "--db", str(demo_db), "--type", "chat")
     assert bad.returncode == 1 and bad.stderr.startswith("error: type 'chat' is not a known type")
     exported = run_cli("export", str(tmp_path / "pq"), "--db", str(demo_db))
