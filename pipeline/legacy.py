@@ -125,7 +125,8 @@ def legacy_answer(
         frame = frame.filter(frame["model_id"].is_in(sorted(allowed)))
     first_seen = dict(
         store.con.execute(
-            "SELECT model_id, min(valid_from) FROM model_versions WHERE source = ? GROUP BY model_id",
+            "SELECT model_id, min(valid_from) FROM model_versions WHERE source = ? "
+            "GROUP BY model_id",
             [source],
         ).fetchall()
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -12,14 +13,17 @@ from bench.synthetic import catalog_history
 
 
 def _positive(value: object) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return ingest.run(models=30, polls=20, workdir=tmp_path_factory.mktemp("bench"),
-                      bundled=False)
+    return ingest.run(models=30, polls=20, workdir=tmp_path_factory.mktemp("bench"), bundled=False)
 
 
 def test_history_is_deterministic_and_repeats_unchanged_bytes() -> None:
@@ -33,8 +37,16 @@ def test_history_is_deterministic_and_repeats_unchanged_bytes() -> None:
     doc = json.loads(bodies[-1])
     assert doc["success"] is True and doc["message"] == ""
     item = doc["data"][0]
-    assert {"model_id", "desc", "pricing", "types", "features", "input_modalities",
-            "max_output", "context_length"} <= set(item)
+    assert {
+        "model_id",
+        "desc",
+        "pricing",
+        "types",
+        "features",
+        "input_modalities",
+        "max_output",
+        "context_length",
+    } <= set(item)
     assert "/" in item["model_id"] and 100 <= len(item["desc"]) <= 320
 
 
@@ -42,12 +54,29 @@ def test_result_has_the_expected_keys(result: dict) -> None:
     assert {"machine", "config", "targets", "synthetic", "rows", "elapsed_seconds"} <= set(result)
     assert "bundled" not in result
     synthetic = result["synthetic"]
-    assert {"store", "json_floor", "naive", "git", "ratios", "met", "polls",
-            "distinct_payloads"} <= set(synthetic)
-    assert {"changed_ms", "unchanged_ms", "initial_ms", "bytes", "used_bytes", "tables",
-            "summary", "outcomes"} <= set(synthetic["store"])
+    assert {
+        "store",
+        "json_floor",
+        "naive",
+        "git",
+        "ratios",
+        "met",
+        "polls",
+        "distinct_payloads",
+    } <= set(synthetic)
+    assert {
+        "changed_ms",
+        "unchanged_ms",
+        "initial_ms",
+        "bytes",
+        "used_bytes",
+        "tables",
+        "summary",
+        "outcomes",
+    } <= set(synthetic["store"])
     assert {"store_vs_git_bytes", "store_vs_naive_bytes", "changed_vs_json_floor_ms"} <= set(
-        synthetic["ratios"])
+        synthetic["ratios"]
+    )
     assert {"figure", "value", "baseline", "ratio", "target", "met"} <= set(result["rows"][0])
     json.dumps(result)  # what `python -m bench` writes to results.json
 
@@ -57,12 +86,20 @@ def test_figures_are_positive_and_finite(result: dict) -> None:
     store = synthetic["store"]
     assert synthetic["polls"] == 20
     assert store["outcomes"].get("new", 0) + store["outcomes"].get("unchanged", 0) == 19
-    for stats in (store["changed_ms"], store["unchanged_ms"], synthetic["json_floor"]["ms"],
-                  synthetic["naive"]["ms"]):
+    for stats in (
+        store["changed_ms"],
+        store["unchanged_ms"],
+        synthetic["json_floor"]["ms"],
+        synthetic["naive"]["ms"],
+    ):
         assert stats["count"] > 0
         assert all(_positive(stats[k]) for k in ("median", "p95", "mean"))
-    for value in (store["initial_ms"], store["bytes"], synthetic["naive"]["bytes"],
-                  synthetic["naive"]["rows"]):
+    for value in (
+        store["initial_ms"],
+        store["bytes"],
+        synthetic["naive"]["bytes"],
+        synthetic["naive"]["rows"],
+    ):
         assert _positive(value)
     for key in ("store_vs_naive_bytes", "changed_vs_json_floor_ms", "unchanged_vs_json_floor_ms"):
         assert _positive(synthetic["ratios"][key])
@@ -75,8 +112,9 @@ def test_figures_are_positive_and_finite(result: dict) -> None:
         assert synthetic["ratios"]["store_vs_git_bytes"] is None
 
 
-def test_missing_git_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def test_missing_git_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     history = list(catalog_history(n_models=5, polls=3))
     git = ingest.measure_git(history, tmp_path / "repo")

@@ -71,7 +71,8 @@ def test_bad_parameters_are_400_in_the_upstream_error_shape(client):
     assert response.status_code == 400
     assert response.json() == {
         "success": False,
-        "message": "sort_by 'price' is not known; accepted: order, context_length, model_ratio, coding",
+        "message": "sort_by 'price' is not known; "
+        "accepted: order, context_length, model_ratio, coding",
     }
     assert (
         client.get("/api/v1/models?as_of=yesterday")
