@@ -469,6 +469,56 @@ def tokens_list(db: DbOption = None) -> None:
     out.print(table)
 
 
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="sources file [default: modelwatch.toml]")
+]
+
+
+@app.command()
+def status(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Per source: last attempt, last success, last change; stale or failing (exit 1)."""
+    from pipeline.config import load_config
+    from pipeline.health import source_health
+
+    cfg = load_config(config)
+    with open_store(db or (Path(cfg.db) if cfg.db else None), read_only=True) as store:
+        rows = source_health(store, cfg)
+    table = Table(show_edge=False)
+    for name in ("source", "state", "last attempt", "outcome", "last success", "last change",
+                 "every"):
+        table.add_column(name)
+    for h in rows:
+        table.add_row(h.source, h.state, iso(h.last_attempt) or "-", h.last_outcome or "-",
+                      iso(h.last_success) or "-", iso(h.last_change) or "-", str(h.interval))
+    out.print(table)
+    for h in rows:
+        if h.failing and h.last_error:
+            err.print(f"{h.source}: {h.last_outcome}: {h.last_error}", markup=False)
+    if any(h.stale or h.failing for h in rows):
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def schedule(
+    config: ConfigOption = None,
+    db: DbOption = None,
+    every: Annotated[
+        int | None, typer.Option(help="seconds between runs for every source (testing)")
+    ] = None,
+) -> None:
+    """Run every configured source on its cron schedule via Prefect (needs PREFECT_API_URL)."""
+    from datetime import timedelta
+
+    from pipeline.config import load_config
+
+    cfg = load_config(config)
+    path = db or (Path(cfg.db) if cfg.db else None) or db_path(None)
+    from flows.schedule import serve_all
+
+    serve_all(cfg, db=path, config_path=str(config) if config else None,
+              interval=timedelta(seconds=every) if every else None)
+
+
 @app.command()
 def info(db: DbOption = None) -> None:
     """What the store holds: fetches, snapshots, models, versions, raw bytes."""

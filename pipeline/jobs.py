@@ -10,8 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from pipeline.fetch import FetchResponse
 
 from pipeline.errors import BadInput, PayloadRejected, UpstreamError
 from pipeline.sources import get_source
@@ -30,10 +34,97 @@ class Skipped:
     fresh_until: datetime
 
 
+@dataclass(frozen=True)
+class FetchPlan:
+    """What to ask for: the URL, and the ETag of the last answer (for If-None-Match)."""
+
+    source: str
+    kind: str
+    url: str
+    etag: str | None
+    started: datetime
+
+
+def plan_fetch(
+    store: Store,
+    *,
+    source: str,
+    kind: str | None = None,
+    url: str | None = None,
+    force: bool = False,
+    now: Callable[[], datetime] = utcnow,
+) -> FetchPlan | Skipped:
+    """Decide whether to fetch now, and how (SPEC 3: conditional GET, max-age)."""
+    spec = get_source(kind or source)
+    target = url or spec.default_url
+    last = store.last_fetch(source, target)
+    started = now()
+    if last and last.max_age and not force:
+        fresh_until = last.fetched_at + timedelta(seconds=last.max_age)
+        if started < fresh_until:
+            return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
+    etag = last.etag if last and not force else None
+    return FetchPlan(source=source, kind=spec.name, url=target, etag=etag, started=started)
+
+
+def record_fetch_error(store: Store, plan: FetchPlan, exc: Exception) -> IngestResult:
+    """Log an upstream failure (`failed`) or an unusable body (`rejected`), keeping any body."""
+    outcome = "rejected" if isinstance(exc, PayloadRejected) else "failed"
+    return store.record_attempt(
+        source=plan.source,
+        url=plan.url,
+        fetched_at=plan.started,
+        outcome=outcome,
+        http_status=getattr(exc, "status", None),
+        error=str(exc),
+        body=getattr(exc, "body", None),
+    )
+
+
+def store_response(
+    store: Store, plan: FetchPlan, response: FetchResponse, *, accept_mass_removal: bool = False
+) -> IngestResult:
+    """Record what the upstream answered: 304, a final 4xx, or a body to ingest."""
+    if response.status == 304:
+        return store.record_attempt(
+            source=plan.source,
+            url=plan.url,
+            fetched_at=plan.started,
+            outcome="not_modified",
+            http_status=304,
+            etag=response.etag or plan.etag,
+            max_age=response.max_age,
+        )
+    body = response.body or b""
+    if response.status != 200:
+        # a final 4xx: keep the body, record why, quoting the upstream message
+        return store.record_attempt(
+            source=plan.source,
+            url=plan.url,
+            fetched_at=plan.started,
+            outcome="rejected",
+            http_status=response.status,
+            error=_status_error(response.status, body),
+            body=body,
+        )
+    return store.ingest(
+        body,
+        source=plan.source,
+        kind=plan.kind,
+        url=plan.url,
+        fetched_at=plan.started,
+        http_status=200,
+        etag=response.etag,
+        max_age=response.max_age,
+        accept_mass_removal=accept_mass_removal,
+    )
+
+
 def snapshot(
     store: Store,
     *,
     source: str,
+    kind: str | None = None,
     url: str | None = None,
     force: bool = False,
     accept_mass_removal: bool = False,
@@ -48,64 +139,17 @@ def snapshot(
     """
     from pipeline.fetch import fetch_catalog
 
-    spec = get_source(source)
-    target = url or spec.default_url
-    last = store.last_fetch(source, target)
-    started = now()
-    if last and last.max_age and not force:
-        fresh_until = last.fetched_at + timedelta(seconds=last.max_age)
-        if started < fresh_until:
-            return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
-    etag = last.etag if last and not force else None
+    plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
+    if isinstance(plan, Skipped):
+        return plan
     try:
         response = fetch_catalog(
-            target, etag=etag, client=client, token=token, max_attempts=max_attempts
+            plan.url, etag=plan.etag, client=client, token=token, max_attempts=max_attempts
         )
     except (UpstreamError, PayloadRejected) as exc:
-        outcome = "rejected" if isinstance(exc, PayloadRejected) else "failed"
-        store.record_attempt(
-            source=source,
-            url=target,
-            fetched_at=started,
-            outcome=outcome,
-            http_status=getattr(exc, "status", None),
-            error=str(exc),
-            body=getattr(exc, "body", None),
-        )
+        record_fetch_error(store, plan, exc)
         raise
-    if response.status == 304:
-        return store.record_attempt(
-            source=source,
-            url=target,
-            fetched_at=started,
-            outcome="not_modified",
-            http_status=304,
-            etag=response.etag or etag,
-            max_age=response.max_age,
-        )
-    body = response.body or b""
-    if response.status != 200:
-        # a final 4xx: keep the body, record why; parsing it would quote the upstream message
-        result = store.record_attempt(
-            source=source,
-            url=target,
-            fetched_at=started,
-            outcome="rejected",
-            http_status=response.status,
-            error=_status_error(response.status, body),
-            body=body,
-        )
-        return result
-    return store.ingest(
-        body,
-        source=source,
-        url=target,
-        fetched_at=started,
-        http_status=200,
-        etag=response.etag,
-        max_age=response.max_age,
-        accept_mass_removal=accept_mass_removal,
-    )
+    return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
 
 
 def _status_error(status: int, body: bytes) -> str:
@@ -146,17 +190,19 @@ def replay(
     files: Iterable[tuple[datetime, Path]],
     *,
     source: str,
+    kind: str | None = None,
     accept_mass_removal: bool = False,
     on_result: Callable[[Path, IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Ingest recorded payloads oldest first; files already stored are skipped (a no-op)."""
-    get_source(source)
+    get_source(kind or source)
     results = []
     for fetched_at, path in files:
         result = store.ingest(
             read_payload(path),
             source=source,
             fetched_at=fetched_at,
+            kind=kind,
             url=f"file:{path.name}",
             accept_mass_removal=accept_mass_removal,
         )

@@ -469,6 +469,7 @@ class Store:
         *,
         source: str,
         fetched_at: datetime,
+        kind: str | None = None,
         url: str | None = None,
         http_status: int = 200,
         etag: str | None = None,
@@ -484,7 +485,7 @@ class Store:
         from pipeline.normalise import normalise_items
         from pipeline.sources import get_source
 
-        spec = get_source(source)
+        spec = get_source(kind or source)  # a source is named after its adapter by default
         started = time.perf_counter()
         digest = content_hash(body)
         result = IngestResult(

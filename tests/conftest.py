@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+import tempfile
+
+# Prefect reads these at import: quiet, offline, its own home, patient on 2 cores.
 os.environ.setdefault("TZ", "UTC")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="modelwatch-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.pop("PREFECT_API_URL", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

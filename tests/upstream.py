@@ -22,6 +22,7 @@ class Upstream(ThreadingHTTPServer):
         self.body = b'{"data": [], "message": "", "success": true}'
         self.failures: deque[tuple[int, bytes]] = deque()
         self.requests: list[dict[str, str]] = []
+        self.cache_control = CACHE_CONTROL
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02})
 
     @property
@@ -51,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, body, {"Content-Type": "text/html"})
         body = self.server.body
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        headers = {"ETag": etag, "Cache-Control": self.server.cache_control}
         if etag in (self.headers.get("If-None-Match") or ""):
             return self._send(304, b"", headers)
         self._send(200, body, {**headers, "Content-Type": "application/json"})

@@ -1,0 +1,1 @@
+"""Prefect flows wrapping the library's stages (the library works without Prefect)."""

@@ -1,0 +1,239 @@
+"""Prefect flows: scheduled catalog snapshots, their reports, and staleness alerts.
+
+The tasks wrap the library's stages (`pipeline.jobs`): plan (ETag, max-age), fetch (with
+Prefect retries and exponential backoff), store. The flows add what only an orchestrator
+gives: retries, artifacts per source, events for automations, schedules.
+
+Events:
+    modelwatch.catalog.changed   a snapshot changed the history (counts in the payload)
+    modelwatch.catalog.failed    a snapshot failed, was rejected or held as suspect
+    modelwatch.source.stale      a source had no success for 3 schedule intervals
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from prefect.tasks import exponential_backoff
+
+from pipeline.config import Config, SourceConfig, load_config
+from pipeline.errors import ModelwatchError, PayloadRejected, UpstreamError
+from pipeline.jobs import FetchPlan, Skipped, plan_fetch, record_fetch_error, store_response
+from pipeline.locking import db_lock
+from pipeline.store import DEFAULT_DB, IngestResult, Store
+
+LOCK_TIMEOUT = 60.0
+
+
+def _db(db: str | None, config: Config | None = None) -> Path:
+    return Path(db or (config.db if config else None) or os.environ.get("MODELWATCH_DB")
+                or DEFAULT_DB)
+
+
+@task(name="plan-fetch")
+def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan | Skipped:
+    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
+        return plan_fetch(store, source=source.name, kind=source.kind, url=source.url,
+                          force=force)
+
+
+@task(name="fetch", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.5)
+def fetch_task(plan: FetchPlan, token_env: str | None = None) -> Any:
+    """One HTTP attempt per try; Prefect owns the retries (and shows them in the UI)."""
+    from pipeline.fetch import fetch_catalog
+
+    token = os.environ.get(token_env) if token_env else None
+    return fetch_catalog(plan.url, etag=plan.etag, token=token, max_attempts=1)
+
+
+@task(name="record-failure")
+def record_failure_task(db: str, plan: FetchPlan, error: Exception) -> IngestResult:
+    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
+        return record_fetch_error(store, plan, error)
+
+
+@task(name="store")
+def store_task(db: str, plan: FetchPlan, response: Any,
+               accept_mass_removal: bool = False) -> IngestResult:
+    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
+        return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+
+
+def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> str:
+    """The run's "what changed" report (model ids are untrusted: shown as code)."""
+    def ids(values: list[str]) -> str:
+        return ", ".join(f"`{v.replace('`', '')}`" for v in values) or "none"
+
+    lines = [
+        f"# {result.source}: {result.outcome} at {result.fetched_at:%Y-%m-%d %H:%M:%S} UTC",
+        "",
+        f"- models: {result.models}",
+        f"- added: {ids(result.added)}",
+        f"- removed: {ids(result.removed)}",
+        f"- returned: {ids(result.returned)}",
+        f"- changed: {ids(result.changed)}",
+        f"- quarantined rows: {result.quarantined}",
+    ]
+    if price_rows:
+        lines += ["", "| model | price | old | new | change |", "|---|---|---:|---:|---:|"]
+        for r in price_rows:
+            pct = "" if r["pct_change"] is None else f"{r['pct_change']:+.2f}%"
+            lines.append(f"| `{r['model_id'].replace('`', '')}` | {r['price']} | "
+                         f"{r['old_price']} | {r['new_price']} | {pct} |")
+    if result.error:
+        lines += ["", f"**{result.error}**"]
+    return "\n".join(lines)
+
+
+@task(name="report")
+def report_task(db: str, result: IngestResult) -> dict[str, Any]:
+    """Artifacts keyed per source (so the UI keeps their history) and an event."""
+    key = "".join(c if c.isalnum() else "-" for c in result.source.lower())
+    price_rows: list[dict[str, Any]] = []
+    if result.outcome == "new":
+        with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db, read_only=True) as store:
+            price_rows = store.frame(
+                "SELECT model_id, price, old_price, new_price, pct_change FROM price_changes "
+                "WHERE source = $s AND changed_at = $t ORDER BY model_id, price",
+                {"s": result.source, "t": result.fetched_at},
+            ).to_dicts()
+    create_markdown_artifact(markdown=changes_markdown(result, price_rows),
+                             key=f"{key}-changes", description=f"What changed in {result.source}")
+    create_table_artifact(
+        table=price_rows or [{"model_id": None, "price": None, "old_price": None,
+                              "new_price": None, "pct_change": None}],
+        key=f"{key}-price-changes",
+        description=f"Price changes in {result.source} at {result.fetched_at:%Y-%m-%d %H:%M}",
+    )
+    counts = summary_of(result)
+    if result.outcome == "new":
+        emit_event(event="modelwatch.catalog.changed",
+                   resource={"prefect.resource.id": f"modelwatch.source.{result.source}"},
+                   payload={**counts, "price_changes": len(price_rows)})
+    return counts
+
+
+def summary_of(result: IngestResult) -> dict[str, Any]:
+    return {
+        "source": result.source,
+        "outcome": result.outcome,
+        "models": result.models,
+        "added": len(result.added),
+        "removed": len(result.removed),
+        "returned": len(result.returned),
+        "changed": len(result.changed),
+        "quarantined": result.quarantined,
+        "error": result.error,
+    }
+
+
+def _fail_event(source: str, outcome: str, error: str) -> None:
+    emit_event(event="modelwatch.catalog.failed",
+               resource={"prefect.resource.id": f"modelwatch.source.{source}"},
+               payload={"outcome": outcome, "error": error})
+
+
+@flow(name="snapshot-catalog", log_prints=False)
+def snapshot_catalog(
+    source: str = "aihubmix",
+    url: str | None = None,
+    db: str | None = None,
+    force: bool = False,
+    accept_mass_removal: bool = False,
+    config_path: str | None = None,
+    fetch_retries: int = 3,
+    retry_backoff: float = 10.0,
+) -> dict[str, Any]:
+    """Snapshot one catalog; Failed (never swallowed) if the upstream or its body fails."""
+    logger = get_run_logger()
+    config = load_config(Path(config_path) if config_path else None)
+    try:
+        spec = config.source(source)
+    except ModelwatchError:  # not in the config file: the adapter of that name, defaults
+        spec = SourceConfig(name=source, kind=source, url=url or plan_default_url(source))
+    if url:
+        spec = SourceConfig(name=spec.name, kind=spec.kind, url=url, schedule=spec.schedule,
+                            token_env=spec.token_env)
+    path = str(_db(db, config))
+    plan = plan_task(path, spec, force)
+    if isinstance(plan, Skipped):
+        logger.info("%s: skipped, fresh until %s", source, plan.fresh_until)
+        return {"source": source, "outcome": "skipped"}
+    fetch = fetch_task.with_options(
+        retries=fetch_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff)
+        if retry_backoff > 0 else 0,
+    )
+    try:
+        response = fetch(plan, spec.token_env)
+    except (UpstreamError, PayloadRejected) as exc:
+        failed = record_failure_task(path, plan, exc)
+        _fail_event(source, failed.outcome, str(exc))
+        raise
+    result = store_task(path, plan, response, accept_mass_removal)
+    counts = report_task(path, result)
+    logger.info("%s: %s", source, counts)
+    if result.outcome in ("rejected", "suspect"):
+        _fail_event(source, result.outcome, result.error or "")
+        raise ModelwatchError(f"{source}: {result.outcome}: {result.error}")
+    return counts
+
+
+def plan_default_url(source: str) -> str:
+    from pipeline.sources import get_source
+
+    return get_source(source).default_url
+
+
+@flow(name="snapshot-all")
+def snapshot_all(db: str | None = None, config_path: str | None = None,
+                 fetch_retries: int = 3, retry_backoff: float = 10.0) -> dict[str, Any]:
+    """Every configured source at once, isolated: one failing source stops no other."""
+    config = load_config(Path(config_path) if config_path else None)
+    futures = {
+        s.name: snapshot_task.submit(s.name, db, config_path, fetch_retries, retry_backoff)
+        for s in config.sources
+    }
+    results: dict[str, Any] = {}
+    for name, future in futures.items():
+        try:
+            results[name] = future.result()
+        except Exception as exc:  # reported per source; the others still ran
+            results[name] = {"source": name, "outcome": "failed", "error": str(exc)}
+    failed = [n for n, r in results.items() if r.get("outcome") in ("failed", "rejected",
+                                                                     "suspect")]
+    if failed:
+        raise ModelwatchError(f"sources failed: {', '.join(failed)}; others: "
+                              f"{', '.join(n for n in results if n not in failed) or 'none'}")
+    return results
+
+
+@task(name="snapshot-source")
+def snapshot_task(source: str, db: str | None, config_path: str | None,
+                  fetch_retries: int = 3, retry_backoff: float = 10.0) -> dict[str, Any]:
+    return snapshot_catalog(source=source, db=db, config_path=config_path,
+                            fetch_retries=fetch_retries, retry_backoff=retry_backoff)
+
+
+@flow(name="check-staleness")
+def check_staleness(db: str | None = None, config_path: str | None = None) -> list[str]:
+    """Emit `modelwatch.source.stale` for each source without a success in 3 intervals."""
+    from pipeline.health import source_health
+
+    config = load_config(Path(config_path) if config_path else None)
+    path = _db(db, config)
+    with db_lock(path, timeout=LOCK_TIMEOUT), Store.open(path, read_only=True) as store:
+        health = source_health(store, config)
+    stale = [h for h in health if h.stale]
+    for h in stale:
+        emit_event(event="modelwatch.source.stale",
+                   resource={"prefect.resource.id": f"modelwatch.source.{h.source}"},
+                   payload={"last_success": h.last_success.isoformat() if h.last_success
+                            else None, "interval_seconds": h.interval.total_seconds()})
+    return [h.source for h in stale]

@@ -1,0 +1,113 @@
+"""`modelwatch.toml`: the sources to watch, their URLs, schedules and token variables.
+
+    [defaults]
+    db = "data/catalog.duckdb"
+
+    [[sources]]
+    name = "aihubmix"            # the source's name in the history
+    kind = "aihubmix"            # the adapter (default: the name)
+    url = "https://aihubmix.com/api/v1/models"   # default: the adapter's
+    schedule = "*/5 * * * *"     # cron, UTC (default: every 5 minutes)
+    token_env = "AIHUBMIX_TOKEN" # optional: env variable holding a bearer token
+
+Tokens are read from the environment at fetch time: the file holds only variable names.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pipeline.errors import BadInput
+from pipeline.sources import get_source
+
+DEFAULT_CONFIG = Path("modelwatch.toml")
+DEFAULT_SCHEDULE = "*/5 * * * *"  # AiHubMix answers with max-age=300
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    url: str
+    schedule: str = DEFAULT_SCHEDULE
+    token_env: str | None = None
+
+    def token(self) -> str | None:
+        """The bearer token, from the environment; a named but unset variable is an error."""
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise BadInput(f"source {self.name!r}: environment variable {self.token_env!r} is unset")
+        return value
+
+    def interval(self) -> timedelta:
+        """The time between two scheduled runs (the smallest gap of the next few)."""
+        return schedule_interval(self.schedule)
+
+
+@dataclass(frozen=True)
+class Config:
+    sources: list[SourceConfig] = field(default_factory=list)
+    db: str | None = None
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise BadInput(f"source {name!r} is not configured; configured: {known}")
+
+
+def schedule_interval(cron: str) -> timedelta:
+    from cronsim import CronSim, CronSimError
+
+    try:
+        it = CronSim(cron, datetime(2026, 1, 1))
+        fires = [next(it) for _ in range(6)]
+    except (CronSimError, StopIteration, ValueError) as exc:
+        raise BadInput(f"schedule {cron!r} is not a valid cron expression ({exc})") from None
+    return min(b - a for a, b in zip(fires, fires[1:], strict=False))
+
+
+def default_config() -> Config:
+    spec = get_source("aihubmix")
+    return Config(sources=[SourceConfig(name="aihubmix", kind="aihubmix", url=spec.default_url)])
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read a config file; with no file, watch AiHubMix every 5 minutes."""
+    target = path or DEFAULT_CONFIG
+    if not target.exists():
+        if path is not None:
+            raise BadInput(f"config file {str(path)!r} does not exist")
+        return default_config()
+    try:
+        doc = tomllib.loads(target.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"config file {str(target)!r} is not valid TOML: {exc}") from None
+    sources = []
+    for i, entry in enumerate(doc.get("sources", [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise BadInput(f"{target}: sources[{i}] needs a name")
+        unknown = set(entry) - {"name", "kind", "url", "schedule", "token_env"}
+        if unknown:
+            raise BadInput(f"{target}: sources[{i}] has unknown keys: {', '.join(sorted(unknown))}")
+        spec = get_source(entry.get("kind", entry["name"]))
+        source = SourceConfig(
+            name=entry["name"],
+            kind=spec.name,
+            url=entry.get("url", spec.default_url),
+            schedule=entry.get("schedule", DEFAULT_SCHEDULE),
+            token_env=entry.get("token_env"),
+        )
+        source.interval()  # validate the cron now, not at 3 a.m.
+        sources.append(source)
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise BadInput(f"{target}: source names repeat: {', '.join(names)}")
+    return Config(sources=sources, db=doc.get("defaults", {}).get("db"))

@@ -1,0 +1,74 @@
+"""Is each source alive? Last attempt, last success, last change, stale or failing.
+
+A source is *stale* when it has had no successful fetch for 3 schedule intervals, and
+*failing* when its newest attempt failed or was rejected. Both are what a price tracker
+that broke months ago looks like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pipeline.config import Config
+from pipeline.store import Store
+from pipeline.timeutil import utcnow
+
+STALE_AFTER_INTERVALS = 3
+_SUCCESS = ("new", "unchanged", "not_modified")
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    source: str
+    interval: timedelta
+    last_attempt: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    last_success: datetime | None
+    last_change: datetime | None
+    stale: bool
+    failing: bool
+
+    @property
+    def state(self) -> str:
+        if self.last_attempt is None:
+            return "never fetched"
+        return "failing" if self.failing else "stale" if self.stale else "ok"
+
+
+def source_health(store: Store, config: Config, *, now: datetime | None = None) -> list[SourceHealth]:
+    """Health of every configured source, plus any other source found in the store."""
+    when = now or utcnow()
+    intervals = {s.name: s.interval() for s in config.sources}
+    for name in store.sources():
+        intervals.setdefault(name, timedelta(minutes=5))
+    rows = []
+    for name, interval in intervals.items():
+        last = store.con.execute(
+            "SELECT fetched_at, outcome, error FROM fetch_log WHERE source = ? "
+            "ORDER BY fetched_at DESC, fetch_id DESC LIMIT 1",
+            [name],
+        ).fetchall()
+        success, change = store.con.execute(
+            "SELECT max(fetched_at) FILTER (outcome IN ('new', 'unchanged', 'not_modified')),"
+            " max(fetched_at) FILTER (outcome = 'new') FROM fetch_log WHERE source = ?",
+            [name],
+        ).fetchall()[0]
+        attempt, outcome, error = last[0] if last else (None, None, None)
+        reference = success or attempt
+        stale = reference is None or when - reference > STALE_AFTER_INTERVALS * interval
+        rows.append(
+            SourceHealth(
+                source=name,
+                interval=interval,
+                last_attempt=attempt,
+                last_outcome=outcome,
+                last_error=error,
+                last_success=success,
+                last_change=change,
+                stale=attempt is not None and stale,
+                failing=outcome in ("failed", "rejected", "suspect"),
+            )
+        )
+    return rows
