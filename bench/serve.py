@@ -36,6 +36,7 @@ import pstats
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -141,6 +142,9 @@ def _serve(db: str, port_file: str, source: str = SOURCE, profile: str | None = 
     tmp = Path(f"{port_file}.tmp")
     tmp.write_text(str(sock.getsockname()[1]))
     os.replace(tmp, port_file)
+    # uvicorn re-raises a captured SIGTERM once it has shut down: exit cleanly instead (and
+    # write the profile), also when one comes before uvicorn has installed its handlers
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # the settings of `modelwatch serve` (pipeline.cli.serve)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     profiler = cProfile.Profile() if profile else None
@@ -152,6 +156,10 @@ def _serve(db: str, port_file: str, source: str = SOURCE, profile: str | None = 
         if profiler:
             profiler.disable()
             profiler.dump_stats(profile)  # type: ignore[arg-type]
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -262,52 +270,61 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 
 async def _httpx_load(url: str, headers: dict[str, str], *, status: int, length: int,
-                      duration: float, connections: int, max_requests: int, warmup: int,
+                      duration: float, connections: int, max_requests: int,
                       server_cpu: Callable[[], float | None]) -> dict[str, Any]:
-    """`connections` clients on one keep-alive pool, each sending requests back to back
-    until `duration` s have passed or `max_requests` were sent, whichever comes first."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    """`connections` clients, each an `httpx.AsyncClient` with one keep-alive connection,
+    sending requests back to back until `duration` s have passed or `max_requests` were
+    sent in all, whichever comes first.
+
+    One client per connection: a single client's pool of 32 connections costs the load
+    generator several times more CPU per request (~3x fewer requests/s here).
+    """
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     sent = 0
-    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
 
-        async def one() -> None:
-            t0 = time.perf_counter()
-            try:
-                response = await client.get(url, headers=headers)
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] += 1
-                return
-            elapsed = time.perf_counter() - t0
-            statuses[response.status_code] += 1
-            if response.status_code != status:
-                errors[f"status {response.status_code}"] += 1
-            elif len(response.content) != length:
-                errors["wrong body length"] += 1
-            else:
-                latencies.append(elapsed)
+    async def one(client: httpx.AsyncClient) -> None:
+        t0 = time.perf_counter()
+        try:
+            response = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            errors[type(exc).__name__] += 1
+            return
+        elapsed = time.perf_counter() - t0
+        statuses[response.status_code] += 1
+        if response.status_code != status:
+            errors[f"status {response.status_code}"] += 1
+        elif len(response.content) != length:
+            errors["wrong body length"] += 1
+        else:
+            latencies.append(elapsed)
 
-        # warm-up, untimed: open every connection of the pool
-        await asyncio.gather(*(one() for _ in range(warmup)))
+    clients = [httpx.AsyncClient(limits=limits, timeout=10.0) for _ in range(connections)]
+    try:
+        # warm-up, untimed and uncounted: one request per client opens its connection
+        await asyncio.wait_for(asyncio.gather(*(one(c) for c in clients)), timeout=30.0)
         latencies.clear()
         statuses.clear()
         errors.clear()
         stop_at = time.perf_counter() + duration
 
-        async def worker() -> None:
+        async def worker(client: httpx.AsyncClient) -> None:
             nonlocal sent
             while sent < max_requests and time.perf_counter() < stop_at:
                 sent += 1
-                await one()
+                await one(client)
 
         cpu0, server0 = time.process_time(), server_cpu()
         started = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))),
+        await asyncio.wait_for(asyncio.gather(*(worker(c) for c in clients)),
                                timeout=duration + 30.0)
         elapsed = time.perf_counter() - started
         client_cpu, server1 = time.process_time() - cpu0, server_cpu()
+    finally:
+        for client in clients:
+            await client.aclose()
     return {
         "requests": sent, "ok": len(latencies), "errors": sum(errors.values()),
         "error_kinds": dict(errors), "statuses": {str(k): v for k, v in statuses.items()},
@@ -349,7 +366,7 @@ def parse_wrk(text: str) -> dict[str, Any]:
 def wrk_version(wrk: str) -> str:
     proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
     first = (proc.stdout or proc.stderr).strip().splitlines()
-    return first[0] if first else "wrk (version unknown)"
+    return first[0].split(" Copyright")[0].strip() if first else "wrk (version unknown)"
 
 
 def _wrk_load(wrk: str, url: str, headers: dict[str, str], *, duration: float,
@@ -387,11 +404,10 @@ def load(server: Server, generator: str, path: str, headers: dict[str, str], *, 
          wrk_threads: int = 2) -> dict[str, Any]:
     """One scenario: the load's figures plus the server's CPU time per answered request."""
     url = server.base + path
-    warmup = min(connections * 2, max(1, max_requests // 10))
     if generator == "httpx":
         result = asyncio.run(_httpx_load(url, headers, status=status, length=length,
                                          duration=duration, connections=connections,
-                                         max_requests=max_requests, warmup=warmup,
+                                         max_requests=max_requests,
                                          server_cpu=server.cpu_seconds))
     else:
         wrk = shutil.which("wrk")
@@ -421,6 +437,10 @@ def measure(server: Server, generator: str, body: dict[str, Any], *, duration: f
             wrk_threads: int) -> dict[str, Any]:
     """Every scenario, `rounds` times (the order rotated each round); medians per figure."""
     per_round: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in SCENARIOS}
+    # untimed warm-up of the first scenario (a first round ran slower without it)
+    load(server, generator, API, {}, status=200, length=body["bytes"],
+         duration=min(1.0, duration), connections=connections, max_requests=max_requests,
+         wrk_threads=wrk_threads)
     for r in range(rounds):
         order = SCENARIOS[r % len(SCENARIOS):] + SCENARIOS[:r % len(SCENARIOS)]
         for name, path, conditional, status, full in order:
@@ -509,24 +529,77 @@ def measure_misses(server: Server, last_poll: datetime | None,
     return result
 
 
-def profile_server(db: Path, workdir: Path, body: dict[str, Any], *, duration: float,
-                   connections: int, max_requests: int, top: int = 25) -> dict[str, str]:
-    """cProfile of a server process under each 200 scenario's load (httpx loop)."""
+def profile_server(db: Path, workdir: Path, body: dict[str, Any], generator: str, *,
+                   duration: float, connections: int, max_requests: int,
+                   names: Sequence[str] = ("dynamic 304", "static 304", "dynamic 200"),
+                   top: int = 30) -> dict[str, str]:
+    """cProfile of a fresh server process under each named scenario's load."""
     out = {}
-    for name, path in (("dynamic 200", API), ("static 200", "/static")):
-        stats_path = workdir / f"profile-{path.strip('/').replace('/', '-')}.pstats"
+    for name, path, conditional, status, full in SCENARIOS:
+        if name not in names:
+            continue
+        stats_path = workdir / f"profile-{name.replace(' ', '-')}.pstats"
         server = Server(db, workdir, profile=stats_path)
         try:
             server.start()
-            load(server, "httpx", path, {}, status=200, length=body["bytes"],
-                 duration=duration, connections=connections, max_requests=max_requests)
+            load(server, generator, path, {"If-None-Match": body["etag"]} if conditional else {},
+                 status=status, length=body["bytes"] if full else 0, duration=duration,
+                 connections=connections, max_requests=max_requests)
         finally:
             server.stop()
         text = io.StringIO()
-        stats = pstats.Stats(str(stats_path), stream=text)
-        stats.sort_stats("tottime").print_stats(top)
+        pstats.Stats(str(stats_path), stream=text).sort_stats("tottime").print_stats(top)
         out[name] = text.getvalue()
     return out
+
+
+def asgi_costs(db: Path, etag: str, *, calls: int = 2000) -> dict[str, Any]:
+    """Microseconds per call of the ASGI apps alone (no socket, no HTTP parsing): what the
+    handlers cost, through the bench's mount and (for the modelwatch routes) without it."""
+    outer = wrapper_app(db)
+    inner = outer.routes[-1].app  # the mounted modelwatch app, as `modelwatch serve` runs it
+    cases = {
+        "dynamic 200 (via mount)": (outer, API, None, 200),
+        "dynamic 200 (app alone)": (inner, API, None, 200),
+        "static 200": (outer, "/static", None, 200),
+        "dynamic 304 (via mount)": (outer, API, etag, 304),
+        "dynamic 304 (app alone)": (inner, API, etag, 304),
+        "static 304": (outer, "/static-304", etag, 304),
+    }
+
+    async def time_case(app: Any, path: str, inm: str | None, status: int) -> float:
+        headers = [(b"host", b"127.0.0.1"), (b"accept", b"*/*")]
+        if inm:
+            headers.append((b"if-none-match", inm.encode()))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "headers": headers,
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+                 "state": {}}
+        seen: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(message["status"])
+
+        for _ in range(50):  # warm-up
+            await app(dict(scope), receive, send)
+        seen.clear()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            await app(dict(scope), receive, send)
+        elapsed = time.perf_counter() - t0
+        if set(seen) != {status}:
+            raise RuntimeError(f"{path}: statuses {sorted(set(seen))}, expected {status}")
+        return elapsed / calls * 1e6
+
+    async def all_cases() -> dict[str, float]:
+        return {name: await time_case(*case) for name, case in cases.items()}
+
+    return {"calls": calls, "us_per_call": asyncio.run(all_cases())}
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -570,7 +643,7 @@ def install_wrk() -> str | None:
 def run(*, workdir: Path, models: int = 1000, duration: float = 5.0, connections: int = 32,
         max_requests: int = 200_000, use_wrk: bool | None = None,
         generators: Sequence[str] | None = None, rounds: int = 1, wrk_threads: int = 2,
-        misses: bool = True, profile: bool = False) -> dict[str, Any]:
+        misses: bool = True, asgi: bool = True, profile: bool = False) -> dict[str, Any]:
     """Build the store, start the server, load every scenario, stop the server.
 
     `use_wrk`: None picks wrk when it is on PATH, else the httpx loop; `generators` (e.g.
@@ -622,10 +695,12 @@ def run(*, workdir: Path, models: int = 1000, duration: float = 5.0, connections
     finally:
         server.stop()
     result["server"] = {**result.get("server", {}), "returncode": server.returncode}
+    if asgi:
+        result["asgi"] = asgi_costs(Path(db["path"]), result["body"]["etag"])
     if profile:
         result["profile"] = profile_server(Path(db["path"]), workdir, result["body"],
-                                           duration=duration, connections=connections,
-                                           max_requests=max_requests)
+                                           generators[0], duration=duration,
+                                           connections=connections, max_requests=max_requests)
     head = result["runs"][generators[0]]
     result["scenarios"] = head["scenarios"]
     result["ratios"] = head["ratios"]
@@ -666,6 +741,14 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                  ["server_cpu_us_per_request"], "us/req",
                  s["static 304"]["server_cpu_us_per_request"], "/static-304"),
         ]
+    if "asgi" in result:
+        us = result["asgi"]["us_per_call"]
+        for status in (200, 304):
+            static = us[f"static {status}"]
+            for how in ("app alone", "via mount"):
+                out.append(_row(f"[ASGI, no socket] dynamic {status} handler ({how})",
+                                us[f"dynamic {status} ({how})"], "us/call", static,
+                                f"static {status}"))
     if "misses" in result:
         m = result["misses"]
         hit = m["hit"]["median_ms"]
@@ -683,6 +766,8 @@ def _number(value: float | None, unit: str) -> str:
         return "n/a"
     if unit in ("req/s", "us/req"):
         return f"{value:,.0f} {unit}"
+    if unit == "us/call":
+        return f"{value:,.1f} us"
     return f"{value:,.2f} {unit}"
 
 
@@ -725,9 +810,9 @@ def generator_line(result: dict[str, Any]) -> str:
             parts.append(f"{result['machine'].get('wrk', 'wrk')} (`wrk -t{threads} "
                          f"-c{c['connections']} -d{max(1, round(c['duration']))}s --latency`)")
         else:
-            parts.append(f"an async httpx loop ({c['connections']} clients on one keep-alive "
-                         f"pool, {c['duration']:g} s or {c['max_requests']:,} requests, "
-                         f"whichever comes first)")
+            parts.append(f"an async httpx loop ({c['connections']} clients of one keep-alive "
+                         f"connection each, {c['duration']:g} s or {c['max_requests']:,} "
+                         "requests, whichever comes first, after one untimed request each)")
     return ("Load: " + "; then ".join(parts) + f", {c['rounds']} round(s) per scenario "
             "(medians), on the same machine as the server.")
 
@@ -750,6 +835,13 @@ def markdown(result: dict[str, Any]) -> str:
          f"{result['elapsed_seconds']:.0f} s."),
         generator_line(result),
         ("Ratios are against the static routes of the same server in the same run; times "
+         "are never asserted. Server CPU is user+system time of the server process "
+         "(/proc) per answered request; CPU shares are of one CPU over the load's wall time. "
+         "`[ASGI, no socket]` rows call the apps in process with a fake receive/send "
+         f"({result['asgi']['calls']:,} calls each): the handlers' own cost, through the "
+         "bench's `Mount` and without it (as `modelwatch serve` runs the app)."
+         if "asgi" in result else
+         "Ratios are against the static routes of the same server in the same run; times "
          "are never asserted. Server CPU is user+system time of the server process "
          "(/proc) per answered request; CPU shares are of one CPU over the load's wall time."),
     ]
