@@ -13,31 +13,37 @@ from pipeline.config import Config
 STALENESS_CRON = "*/15 * * * *"
 
 
-def deployments(config: Config, *, db: str, config_path: str | None = None,
-                interval: timedelta | None = None) -> list[Any]:
+def deployments(
+    config: Config, *, db: str, config_path: str | None = None, interval: timedelta | None = None
+) -> list[Any]:
     """One deployment per source (its cron, or `interval` for all), and the staleness check."""
     made = []
     for source in config.sources:
         timing: dict[str, Any] = {"interval": interval} if interval else {"cron": source.schedule}
-        made.append(snapshot_catalog.to_deployment(
-            name=f"snapshot-{source.name}",
-            parameters={"source": source.name, "db": db, "config_path": config_path},
-            description=f"Snapshot {source.name} ({source.url})",
-            tags=["modelwatch", source.name],
-            concurrency_limit=1,
-            **timing,
-        ))
-    made.append(check_staleness.to_deployment(
-        name="check-staleness",
-        parameters={"db": db, "config_path": config_path},
-        **({"interval": interval} if interval else {"cron": STALENESS_CRON}),
-        tags=["modelwatch"],
-    ))
+        made.append(
+            snapshot_catalog.to_deployment(
+                name=f"snapshot-{source.name}",
+                parameters={"source": source.name, "db": db, "config_path": config_path},
+                description=f"Snapshot {source.name} ({source.url})",
+                tags=["modelwatch", source.name],
+                concurrency_limit=1,
+                **timing,
+            )
+        )
+    made.append(
+        check_staleness.to_deployment(
+            name="check-staleness",
+            parameters={"db": db, "config_path": config_path},
+            **({"interval": interval} if interval else {"cron": STALENESS_CRON}),
+            tags=["modelwatch"],
+        )
+    )
     return made
 
 
-def serve_all(config: Config, *, db: Path, config_path: str | None = None,
-              interval: timedelta | None = None) -> None:
+def serve_all(
+    config: Config, *, db: Path, config_path: str | None = None, interval: timedelta | None = None
+) -> None:
     from prefect import serve
 
     serve(*deployments(config, db=str(db), config_path=config_path, interval=interval))

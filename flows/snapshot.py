@@ -31,19 +31,23 @@ LOCK_TIMEOUT = 60.0
 
 
 def _db(db: str | None, config: Config | None = None) -> Path:
-    return Path(db or (config.db if config else None) or os.environ.get("MODELWATCH_DB")
-                or DEFAULT_DB)
+    return Path(
+        db or (config.db if config else None) or os.environ.get("MODELWATCH_DB") or DEFAULT_DB
+    )
 
 
 @task(name="plan-fetch")
 def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan | Skipped:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
-        return plan_fetch(store, source=source.name, kind=source.kind, url=source.url,
-                          force=force)
+        return plan_fetch(store, source=source.name, kind=source.kind, url=source.url, force=force)
 
 
-@task(name="fetch", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
-      retry_jitter_factor=0.5)
+@task(
+    name="fetch",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+)
 def fetch_task(plan: FetchPlan, token_env: str | None = None) -> Any:
     """One HTTP attempt per try; Prefect owns the retries (and shows them in the UI)."""
     from pipeline.fetch import fetch_catalog
@@ -59,14 +63,16 @@ def record_failure_task(db: str, plan: FetchPlan, error: Exception) -> IngestRes
 
 
 @task(name="store")
-def store_task(db: str, plan: FetchPlan, response: Any,
-               accept_mass_removal: bool = False) -> IngestResult:
+def store_task(
+    db: str, plan: FetchPlan, response: Any, accept_mass_removal: bool = False
+) -> IngestResult:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
         return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
 
 
 def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> str:
     """The run's "what changed" report (model ids are untrusted: shown as code)."""
+
     def ids(values: list[str]) -> str:
         return ", ".join(f"`{v.replace('`', '')}`" for v in values) or "none"
 
@@ -84,8 +90,10 @@ def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> 
         lines += ["", "| model | price | old | new | change |", "|---|---|---:|---:|---:|"]
         for r in price_rows:
             pct = "" if r["pct_change"] is None else f"{r['pct_change']:+.2f}%"
-            lines.append(f"| `{r['model_id'].replace('`', '')}` | {r['price']} | "
-                         f"{r['old_price']} | {r['new_price']} | {pct} |")
+            lines.append(
+                f"| `{r['model_id'].replace('`', '')}` | {r['price']} | "
+                f"{r['old_price']} | {r['new_price']} | {pct} |"
+            )
     if result.error:
         lines += ["", f"**{result.error}**"]
     return "\n".join(lines)
@@ -103,19 +111,32 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
                 "WHERE source = $s AND changed_at = $t ORDER BY model_id, price",
                 {"s": result.source, "t": result.fetched_at},
             ).to_dicts()
-    create_markdown_artifact(markdown=changes_markdown(result, price_rows),
-                             key=f"{key}-changes", description=f"What changed in {result.source}")
+    create_markdown_artifact(
+        markdown=changes_markdown(result, price_rows),
+        key=f"{key}-changes",
+        description=f"What changed in {result.source}",
+    )
     create_table_artifact(
-        table=price_rows or [{"model_id": None, "price": None, "old_price": None,
-                              "new_price": None, "pct_change": None}],
+        table=price_rows
+        or [
+            {
+                "model_id": None,
+                "price": None,
+                "old_price": None,
+                "new_price": None,
+                "pct_change": None,
+            }
+        ],
         key=f"{key}-price-changes",
         description=f"Price changes in {result.source} at {result.fetched_at:%Y-%m-%d %H:%M}",
     )
     counts = summary_of(result)
     if result.outcome == "new":
-        emit_event(event="modelwatch.catalog.changed",
-                   resource={"prefect.resource.id": f"modelwatch.source.{result.source}"},
-                   payload={**counts, "price_changes": len(price_rows)})
+        emit_event(
+            event="modelwatch.catalog.changed",
+            resource={"prefect.resource.id": f"modelwatch.source.{result.source}"},
+            payload={**counts, "price_changes": len(price_rows)},
+        )
     return counts
 
 
@@ -134,9 +155,11 @@ def summary_of(result: IngestResult) -> dict[str, Any]:
 
 
 def _fail_event(source: str, outcome: str, error: str) -> None:
-    emit_event(event="modelwatch.catalog.failed",
-               resource={"prefect.resource.id": f"modelwatch.source.{source}"},
-               payload={"outcome": outcome, "error": error})
+    emit_event(
+        event="modelwatch.catalog.failed",
+        resource={"prefect.resource.id": f"modelwatch.source.{source}"},
+        payload={"outcome": outcome, "error": error},
+    )
 
 
 @flow(name="snapshot-catalog", log_prints=False)
@@ -158,8 +181,13 @@ def snapshot_catalog(
     except ModelwatchError:  # not in the config file: the adapter of that name, defaults
         spec = SourceConfig(name=source, kind=source, url=url or plan_default_url(source))
     if url:
-        spec = SourceConfig(name=spec.name, kind=spec.kind, url=url, schedule=spec.schedule,
-                            token_env=spec.token_env)
+        spec = SourceConfig(
+            name=spec.name,
+            kind=spec.kind,
+            url=url,
+            schedule=spec.schedule,
+            token_env=spec.token_env,
+        )
     path = str(_db(db, config))
     plan = plan_task(path, spec, force)
     if isinstance(plan, Skipped):
@@ -168,7 +196,8 @@ def snapshot_catalog(
     fetch = fetch_task.with_options(
         retries=fetch_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=retry_backoff)
-        if retry_backoff > 0 else 0,
+        if retry_backoff > 0
+        else 0,
     )
     try:
         response = fetch(plan, spec.token_env)
@@ -192,8 +221,12 @@ def plan_default_url(source: str) -> str:
 
 
 @flow(name="snapshot-all")
-def snapshot_all(db: str | None = None, config_path: str | None = None,
-                 fetch_retries: int = 3, retry_backoff: float = 10.0) -> dict[str, Any]:
+def snapshot_all(
+    db: str | None = None,
+    config_path: str | None = None,
+    fetch_retries: int = 3,
+    retry_backoff: float = 10.0,
+) -> dict[str, Any]:
     """Every configured source at once, isolated: one failing source stops no other."""
     config = load_config(Path(config_path) if config_path else None)
     futures = {
@@ -206,19 +239,32 @@ def snapshot_all(db: str | None = None, config_path: str | None = None,
             results[name] = future.result()
         except Exception as exc:  # reported per source; the others still ran
             results[name] = {"source": name, "outcome": "failed", "error": str(exc)}
-    failed = [n for n, r in results.items() if r.get("outcome") in ("failed", "rejected",
-                                                                     "suspect")]
+    failed = [
+        n for n, r in results.items() if r.get("outcome") in ("failed", "rejected", "suspect")
+    ]
     if failed:
-        raise ModelwatchError(f"sources failed: {', '.join(failed)}; others: "
-                              f"{', '.join(n for n in results if n not in failed) or 'none'}")
+        raise ModelwatchError(
+            f"sources failed: {', '.join(failed)}; others: "
+            f"{', '.join(n for n in results if n not in failed) or 'none'}"
+        )
     return results
 
 
 @task(name="snapshot-source")
-def snapshot_task(source: str, db: str | None, config_path: str | None,
-                  fetch_retries: int = 3, retry_backoff: float = 10.0) -> dict[str, Any]:
-    return snapshot_catalog(source=source, db=db, config_path=config_path,
-                            fetch_retries=fetch_retries, retry_backoff=retry_backoff)
+def snapshot_task(
+    source: str,
+    db: str | None,
+    config_path: str | None,
+    fetch_retries: int = 3,
+    retry_backoff: float = 10.0,
+) -> dict[str, Any]:
+    return snapshot_catalog(
+        source=source,
+        db=db,
+        config_path=config_path,
+        fetch_retries=fetch_retries,
+        retry_backoff=retry_backoff,
+    )
 
 
 @flow(name="check-staleness")
@@ -232,8 +278,12 @@ def check_staleness(db: str | None = None, config_path: str | None = None) -> li
         health = source_health(store, config)
     stale = [h for h in health if h.stale]
     for h in stale:
-        emit_event(event="modelwatch.source.stale",
-                   resource={"prefect.resource.id": f"modelwatch.source.{h.source}"},
-                   payload={"last_success": h.last_success.isoformat() if h.last_success
-                            else None, "interval_seconds": h.interval.total_seconds()})
+        emit_event(
+            event="modelwatch.source.stale",
+            resource={"prefect.resource.id": f"modelwatch.source.{h.source}"},
+            payload={
+                "last_success": h.last_success.isoformat() if h.last_success else None,
+                "interval_seconds": h.interval.total_seconds(),
+            },
+        )
     return [h.source for h in stale]

@@ -42,7 +42,9 @@ class SourceConfig:
             return None
         value = os.environ.get(self.token_env)
         if not value:
-            raise BadInput(f"source {self.name!r}: environment variable {self.token_env!r} is unset")
+            raise BadInput(
+                f"source {self.name!r}: environment variable {self.token_env!r} is unset"
+            )
         return value
 
     def interval(self) -> timedelta:

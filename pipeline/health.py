@@ -37,7 +37,9 @@ class SourceHealth:
         return "failing" if self.failing else "stale" if self.stale else "ok"
 
 
-def source_health(store: Store, config: Config, *, now: datetime | None = None) -> list[SourceHealth]:
+def source_health(
+    store: Store, config: Config, *, now: datetime | None = None
+) -> list[SourceHealth]:
     """Health of every configured source, plus any other source found in the store."""
     when = now or utcnow()
     intervals = {s.name: s.interval() for s in config.sources}

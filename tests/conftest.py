@@ -2,12 +2,11 @@ import gzip
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-import tempfile
 
 # Prefect reads these at import: quiet, offline, its own home, patient on 2 cores.
 os.environ.setdefault("TZ", "UTC")

@@ -40,11 +40,26 @@ def test_tasks_wrap_the_library_stages(tmp_path, upstream, bundled):
 def test_changes_markdown_lists_what_changed():
     from pipeline.store import IngestResult
 
-    result = IngestResult(source="aihubmix", fetched_at=datetime(2026, 1, 2, 3, 4, 5),
-                          outcome="new", models=3, added=["a`b"], changed=["c"])
-    text = flows.changes_markdown(result, [{"model_id": "c", "price": "input_price",
-                                            "old_price": 2.0, "new_price": 1.0,
-                                            "pct_change": -50.0}])
+    result = IngestResult(
+        source="aihubmix",
+        fetched_at=datetime(2026, 1, 2, 3, 4, 5),
+        outcome="new",
+        models=3,
+        added=["a`b"],
+        changed=["c"],
+    )
+    text = flows.changes_markdown(
+        result,
+        [
+            {
+                "model_id": "c",
+                "price": "input_price",
+                "old_price": 2.0,
+                "new_price": 1.0,
+                "pct_change": -50.0,
+            }
+        ],
+    )
     assert text.splitlines()[0] == "# aihubmix: new at 2026-01-02 03:04:05 UTC"
     assert "- added: `ab`" in text
     assert "| `c` | input_price | 2.0 | 1.0 | -50.00% |" in text
@@ -59,18 +74,20 @@ def test_health_flags_stale_and_failing_sources(store):
     assert (fresh.state, fresh.stale, fresh.failing) == ("ok", False, False)
     stale = source_health(store, cfg, now=t0 + timedelta(minutes=16))[0]
     assert stale.state == "stale"
-    store.record_attempt(source="aihubmix", fetched_at=t0 + timedelta(minutes=20),
-                         outcome="failed", error="HTTP 500")
+    store.record_attempt(
+        source="aihubmix", fetched_at=t0 + timedelta(minutes=20), outcome="failed", error="HTTP 500"
+    )
     failing = source_health(store, cfg, now=t0 + timedelta(minutes=21))[0]
-    assert (failing.state, failing.last_success, failing.last_error) == (
-        "failing", t0, "HTTP 500")
+    assert (failing.state, failing.last_success, failing.last_error) == ("failing", t0, "HTTP 500")
 
 
 def test_config_file_and_status_command(tmp_path, upstream, bundled):
     cfg = tmp_path / "modelwatch.toml"
     db = tmp_path / "s.duckdb"
-    cfg.write_text(f'[defaults]\ndb = "{db}"\n\n[[sources]]\nname = "aihubmix"\n'
-                   f'url = "{upstream.url}"\nschedule = "*/10 * * * *"\n')
+    cfg.write_text(
+        f'[defaults]\ndb = "{db}"\n\n[[sources]]\nname = "aihubmix"\n'
+        f'url = "{upstream.url}"\nschedule = "*/10 * * * *"\n'
+    )
     config = load_config(cfg)
     assert config.source("aihubmix").interval() == timedelta(minutes=10)
     upstream.body = bundled[0][1]
@@ -93,6 +110,7 @@ def test_config_file_and_status_command(tmp_path, upstream, bundled):
 
 # -- the flow itself, under Prefect's test harness --------------------------------------
 
+
 @pytest.fixture(scope="module")
 def harness():
     from prefect.testing.utilities import prefect_test_harness
@@ -110,20 +128,28 @@ def artifacts(key):
     async def read():
         async with get_client() as client:
             return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
 
     return asyncio.run(read())
 
 
 def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, monkeypatch):
     events = []
-    monkeypatch.setattr(flows, "emit_event",
-                        lambda **kw: events.append((kw["event"], kw.get("payload"))))
+    monkeypatch.setattr(
+        flows, "emit_event", lambda **kw: events.append((kw["event"], kw.get("payload")))
+    )
     db = str(tmp_path / "flow.duckdb")
 
     def run():
-        return flows.snapshot_catalog(source="aihubmix", url=upstream.url, db=db,
-                                      fetch_retries=1, retry_backoff=0, return_state=True)
+        return flows.snapshot_catalog(
+            source="aihubmix",
+            url=upstream.url,
+            db=db,
+            fetch_retries=1,
+            retry_backoff=0,
+            return_state=True,
+        )
 
     upstream.body = bundled[0][1]
     first = run()
@@ -144,8 +170,10 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     assert fourth.is_failed()
 
     with Store.open(db, read_only=True) as store:
-        outcomes = [r[0] for r in store.con.execute(
-            "SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()]
+        outcomes = [
+            r[0]
+            for r in store.con.execute("SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()
+        ]
     assert outcomes == ["new", "not_modified", "new", "failed"]
 
     changed = [payload for name, payload in events if name == "modelwatch.catalog.changed"]
@@ -163,8 +191,7 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     assert {r["model_id"] for r in rows} >= {"claude-haiku-4-5"}
 
 
-def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bundled,
-                                                monkeypatch):
+def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bundled, monkeypatch):
     monkeypatch.setattr(flows, "emit_event", lambda **kw: None)
     upstream.body = bundled[0][1]
     cfg = tmp_path / "modelwatch.toml"
@@ -173,11 +200,13 @@ def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bun
         f'[[sources]]\nname = "broken"\nkind = "aihubmix"\nurl = "http://127.0.0.1:9/none"\n'
     )
     db = tmp_path / "all.duckdb"
-    state = flows.snapshot_all(db=str(db), config_path=str(cfg), fetch_retries=0,
-                               retry_backoff=0, return_state=True)
+    state = flows.snapshot_all(
+        db=str(db), config_path=str(cfg), fetch_retries=0, retry_backoff=0, return_state=True
+    )
     assert state.is_failed()
     assert "sources failed: broken; others: aihubmix" in str(state.message) + repr(
-        state.result(raise_on_failure=False))
+        state.result(raise_on_failure=False)
+    )
     with Store.open(db, read_only=True) as store:
         rows = dict(store.con.execute("SELECT source, outcome FROM fetch_log").fetchall())
     assert rows == {"aihubmix": "new", "broken": "failed"}

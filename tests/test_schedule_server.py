@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+
 from pipeline.store import Store
 from tests.conftest import ROOT
 from tests.upstream import Upstream
@@ -59,12 +60,26 @@ def test_a_scheduled_run_fires_against_a_real_prefect_server(tmp_path, bundled):
         "PREFECT_UI_ENABLED": "false",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
     )
     scheduler = None
     try:
+
         def healthy():
             try:
                 return httpx.get(f"{api}/health", timeout=2).status_code == 200
@@ -77,15 +92,33 @@ def test_a_scheduled_run_fires_against_a_real_prefect_server(tmp_path, bundled):
             upstream.cache_control = "no-cache"
             cfg = tmp_path / "modelwatch.toml"
             db = tmp_path / "scheduled.duckdb"
-            cfg.write_text(f'[defaults]\ndb = "{db}"\n\n[[sources]]\nname = "aihubmix"\n'
-                           f'url = "{upstream.url}"\n')
-            scheduler = subprocess.Popen(
-                [sys.executable, "-c", "from pipeline.cli import main; main()", "schedule",
-                 "--config", str(cfg), "--every", "5"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            cfg.write_text(
+                f'[defaults]\ndb = "{db}"\n\n[[sources]]\nname = "aihubmix"\n'
+                f'url = "{upstream.url}"\n'
             )
-            wait_for(lambda: len(upstream.requests) >= 1, timeout=120,
-                     what="a scheduled run to fetch", procs=[server, scheduler])
+            scheduler = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from pipeline.cli import main; main()",
+                    "schedule",
+                    "--config",
+                    str(cfg),
+                    "--every",
+                    "5",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=ROOT,
+            )
+            wait_for(
+                lambda: len(upstream.requests) >= 1,
+                timeout=120,
+                what="a scheduled run to fetch",
+                procs=[server, scheduler],
+            )
             # let that run finish writing before stopping the runner
             done_filter = {
                 "flows": {"name": {"any_": ["snapshot-catalog"]}},
@@ -97,12 +130,17 @@ def test_a_scheduled_run_fires_against_a_real_prefect_server(tmp_path, bundled):
                 r = httpx.post(f"{api}/flow_runs/filter", json=done_filter, timeout=10)
                 return r.status_code == 200 and len(r.json()) >= 1
 
-            wait_for(completed, timeout=90, what="a completed snapshot run",
-                     procs=[server, scheduler])
+            wait_for(
+                completed, timeout=90, what="a completed snapshot run", procs=[server, scheduler]
+            )
             stop(scheduler)
         with Store.open(db, read_only=True) as store:
-            outcomes = [r[0] for r in store.con.execute(
-                "SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()]
+            outcomes = [
+                r[0]
+                for r in store.con.execute(
+                    "SELECT outcome FROM fetch_log ORDER BY fetch_id"
+                ).fetchall()
+            ]
         assert outcomes[0] == "new"
         r = httpx.post(f"{api}/deployments/filter", json={}, timeout=10)
         names = sorted(d["name"] for d in r.json())
