@@ -18,7 +18,14 @@ a time) are measured after the load, against one-at-a-time cache hits.
 
 The load generator runs on the same machine as the server: on a small machine the two share
 the CPUs, so the server's CPU time per request (from /proc, Linux) is reported beside the
-rates; it does not depend on how fast the client is.
+rates; it does not depend on how fast the client is. The handlers' own cost is also timed
+in process (fake ASGI receive/send, no socket), with and without the bench's `Mount`.
+
+    python -m bench.serve [--load auto|wrk|httpx|both] [--install-wrk] [--rounds 3]
+                          [--duration 5] [--connections 32] [--profile] [--out DIR]
+
+`--install-wrk` runs `apt-get install -y wrk` (Debian's package); nothing is installed
+otherwise. `--profile` also runs a cProfiled server process under each scenario's load.
 """
 
 from __future__ import annotations
@@ -870,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--max-requests", type=int, default=200_000,
                         help="per scenario (httpx loop)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of every scenario")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every scenario (medians are reported)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--load", choices=("auto", "wrk", "httpx", "both"), default="auto",
                         help="load generator: auto = wrk if on PATH, else httpx")

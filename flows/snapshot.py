@@ -140,6 +140,21 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
     return counts
 
 
+@task(name="html-report")
+def html_report_task(db: str, source: str, out: str) -> str:
+    """Rewrite the HTML report and link it from the run."""
+    from prefect.artifacts import create_link_artifact
+
+    from pipeline.report import write_report
+
+    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db, read_only=True) as store:
+        path = write_report(store, Path(out), source=source).resolve()
+    key = "".join(c if c.isalnum() else "-" for c in source.lower())
+    create_link_artifact(link=path.as_uri(), link_text=f"{source} report", key=f"{key}-report",
+                         description="What changed, price trends, capabilities (HTML)")
+    return str(path)
+
+
 def summary_of(result: IngestResult) -> dict[str, Any]:
     return {
         "source": result.source,
@@ -172,8 +187,12 @@ def snapshot_catalog(
     config_path: str | None = None,
     fetch_retries: int = 3,
     retry_backoff: float = 10.0,
+    report_path: str | None = None,
 ) -> dict[str, Any]:
-    """Snapshot one catalog; Failed (never swallowed) if the upstream or its body fails."""
+    """Snapshot one catalog; Failed (never swallowed) if the upstream or its body fails.
+
+    With `report_path`, a run that changed the history also rewrites that HTML report
+    and links it as an artifact."""
     logger = get_run_logger()
     config = load_config(Path(config_path) if config_path else None)
     try:
@@ -207,6 +226,8 @@ def snapshot_catalog(
         raise
     result = store_task(path, plan, response, accept_mass_removal)
     counts = report_task(path, result)
+    if report_path and result.outcome == "new":
+        html_report_task(path, source, report_path)
     logger.info("%s: %s", source, counts)
     if result.outcome in ("rejected", "suspect"):
         _fail_event(source, result.outcome, result.error or "")

@@ -469,6 +469,23 @@ def tokens_list(db: DbOption = None) -> None:
     out.print(table)
 
 
+@app.command()
+def report(
+    source: SourceOption = "aihubmix",
+    since: Annotated[str | None, typer.Option(help="period start (default: the beginning)")] = None,
+    until: Annotated[str | None, typer.Option(help="period end (default: now)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
+    db: DbOption = None,
+) -> None:
+    """Write one self-contained HTML report: what changed, price trends, capabilities."""
+    from pipeline.report import write_report
+
+    start, end = _time(since, "--since"), _time(until, "--until")
+    with open_store(db, read_only=True) as store:
+        path = write_report(store, out, source=source, since=start, until=end)
+    sys.stdout.write(f"{path}\n")
+
+
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="sources file [default: modelwatch.toml]")
 ]
@@ -556,10 +573,41 @@ def demo(db: DbOption = None) -> None:
         summary = store.summary()
     _print_summary(summary)
     changes = sum(len(r.added) + len(r.removed) + len(r.returned) + len(r.changed) for r in results)
+    from pipeline.report import write_report
+
+    report_path = db_path(db).parent / "report.html"
+    with open_store(db, read_only=True) as store:
+        write_report(store, report_path, source="aihubmix")
     out.print(
         f"{changes} model changes across {summary['snapshots']} snapshots. "
         f"Try: modelwatch models --as-of 2026-01-01 --db {db_path(db)}"
     )
+    out.print(f"Report: {report_path.resolve()}")
+
+
+@app.command()
+def compare(
+    model: Annotated[str, typer.Argument(help="model id in any source's spelling, e.g. gpt-4o")],
+    at: Annotated[str | None, typer.Option(help="catalogs as of this time (default: now)")] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="each listing's price steps over time")
+    ] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv")] = Format.table,
+    db: DbOption = None,
+) -> None:
+    """The same model across sources (gpt-4o = openai/gpt-4o = azure/gpt-4o-2024-08-06):
+    prices side by side, USD per 1M tokens."""
+    from pipeline.compare import compare as compare_sources
+    from pipeline.compare import compare_history
+
+    with open_store(db, read_only=True) as store:
+        if history:
+            frame = compare_history(store, model)
+        else:
+            frame = compare_sources(store, model, at=_time(at, "--at"))
+    key = frame["canonical_key"][0]
+    what = "price steps" if history else "listings"
+    _print_frame(frame.drop("canonical_key"), fmt, title=f"{key}: {frame.height} {what}")
 
 
 def main() -> None:

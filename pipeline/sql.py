@@ -120,3 +120,37 @@ CREATE OR REPLACE VIEW price_changes AS
     FROM model_changes
     WHERE kind = 'changed' AND field IN ({", ".join(repr(c) for c in PRICE_COLUMNS)});
 """
+
+# -- cross-source comparison (issue 7) ------------------------------------------------------
+# canonical_model_key(id) is the one definition of "the same model" across naming schemes
+# (`gpt-4o`, `openai/gpt-4o`, `azure/gpt-4o-2024-08-06`); `pipeline.compare` calls it through
+# SQL. Steps: lower-case; drop everything up to the last `/`; drop a `:free`-style suffix
+# (from the first `:`); map `.` and `_` to `-`; drop a trailing date `-2024-08-06`,
+# `-20240806` or `@20240806`. What does not match is listed in docs/sources.md.
+COMPARE_COLUMNS = (
+    "source",
+    "model_id",
+    "input_price",
+    "output_price",
+    "cache_read_price",
+    "cache_write_price",
+    "context_length",
+    "max_output",
+)
+COMPARE_VIEWS = rf"""
+CREATE OR REPLACE MACRO canonical_model_key(id) AS
+    regexp_replace(
+        regexp_replace(
+            regexp_replace(regexp_replace(lower(id), '^.*/', ''), ':.*$', ''),
+            '[._]', '-', 'g'),
+        '[-@](\d{{4}}-\d{{2}}-\d{{2}}|\d{{8}})$', '');
+
+CREATE OR REPLACE MACRO model_compare_as_of(ts) AS TABLE
+    SELECT canonical_model_key(model_id) AS canonical_key, {", ".join(COMPARE_COLUMNS)}
+    FROM models_as_of(ts)
+    ORDER BY canonical_key, source, position;
+
+CREATE OR REPLACE VIEW model_compare AS
+    SELECT * FROM model_compare_as_of(TIMESTAMP '9999-12-31');
+"""
+VIEWS += COMPARE_VIEWS

@@ -141,6 +141,8 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     )
     db = str(tmp_path / "flow.duckdb")
 
+    report = tmp_path / "report.html"
+
     def run():
         return flows.snapshot_catalog(
             source="aihubmix",
@@ -148,6 +150,7 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
             db=db,
             fetch_retries=1,
             retry_backoff=0,
+            report_path=str(report),
             return_state=True,
         )
 
@@ -180,6 +183,10 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     assert [(p["added"], p["changed"]) for p in changed] == [(23, 0), (0, 6)]
     assert changed[1]["price_changes"] > 0
     assert [name for name, _ in events][-1] == "modelwatch.catalog.failed"
+
+    assert "What changed in aihubmix" in report.read_text()
+    links = artifacts("aihubmix-report")
+    assert len(links) == 2 and report.resolve().as_uri() in links[0].data
 
     markdown = artifacts("aihubmix-changes")
     assert len(markdown) == 3  # one per completed run, kept as the key's history

@@ -24,9 +24,17 @@ class SourceSpec:
 
 
 def _registry() -> dict[str, SourceSpec]:
-    from pipeline.sources import aihubmix
+    from pipeline.sources import aihubmix, litellm, modelsdev, openai, openrouter
 
-    return {spec.name: spec for spec in (aihubmix.SPEC,)}
+    specs = (
+        aihubmix.SPEC,
+        openai.AIHUBMIX_LEGACY,
+        openai.SPEC,
+        openrouter.SPEC,
+        litellm.SPEC,
+        modelsdev.SPEC,
+    )
+    return {spec.name: spec for spec in specs}
 
 
 def get_source(name: str) -> SourceSpec:

@@ -1,0 +1,65 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium")
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    from notebooks._params import open_period
+
+    store, p = open_period(mo)
+    return mo, p, store
+
+
+@app.cell
+def _(mo, p):
+    mo.md(f"# What changed in `{p.source}`\n\n{p.label} (UTC). Prices in USD per 1M tokens.")
+    return
+
+
+@app.cell
+def _(p, store):
+    from pipeline import report
+
+    feed = report.change_feed(store, p)
+    summary = report.change_summary(feed)
+    membership = report.membership(feed)
+    prices = report.price_changes(feed)
+    capabilities = report.capability_changes(feed)
+    return capabilities, feed, membership, prices, report, summary
+
+
+@app.cell
+def _(mo, summary):
+    mo.hstack([mo.stat(value=str(v), label=k.replace("_", " ")) for k, v in summary.items()])
+    return
+
+
+@app.cell
+def _(membership, mo):
+    mo.vstack([mo.md("## Models added, removed, returned"), mo.ui.table(membership)])
+    return
+
+
+@app.cell
+def _(mo, prices, report):
+    mo.vstack([
+        mo.md("## Every price change"),
+        mo.ui.table(prices),
+        report.chart_price_change_bars(prices) if prices.height else mo.md("None."),
+    ])
+    return
+
+
+@app.cell
+def _(capabilities, mo):
+    mo.vstack([mo.md("## Capability changes (types, features, modalities, limits)"),
+               mo.ui.table(capabilities)])
+    return
+
+
+if __name__ == "__main__":
+    app.run()

@@ -1,0 +1,70 @@
+import marimo
+
+__generated_with = "0.25.2"
+app = marimo.App(width="medium")
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    from notebooks._params import open_period
+
+    store, p = open_period(mo)
+    return mo, p, store
+
+
+@app.cell
+def _(mo, p):
+    mo.md(f"# Price trends in `{p.source}`\n\n{p.label} (UTC). Prices in USD per 1M tokens.")
+    return
+
+
+@app.cell
+def _(p, store):
+    from pipeline import report
+
+    feed = report.change_feed(store, p)
+    movers = report.movers(feed)
+    steps = report.price_steps(store, p, movers)
+    return movers, report, steps
+
+
+@app.cell
+def _(mo, movers, report, steps):
+    mo.vstack([
+        mo.md(f"## Step charts: the {len(movers)} models whose input price moved most often"),
+        report.chart_price_steps(steps) if steps.height else mo.md("No price moves."),
+        mo.ui.table(steps),
+    ])
+    return
+
+
+@app.cell
+def _(p, report, store):
+    medians = report.median_prices(store, p)
+    return (medians,)
+
+
+@app.cell
+def _(medians, mo, report):
+    mo.vstack([mo.md("## Median input price per type"), report.chart_median_prices(medians),
+               mo.ui.table(medians)])
+    return
+
+
+@app.cell
+def _(p, report, store):
+    cheapest_tools = report.cheapest_over_time(store, p, type="llm", features="tools")
+    return (cheapest_tools,)
+
+
+@app.cell
+def _(cheapest_tools, mo):
+    mo.vstack([mo.md("## Cheapest LLM with tools, snapshot by snapshot"),
+               mo.ui.table(cheapest_tools)])
+    return
+
+
+if __name__ == "__main__":
+    app.run()
