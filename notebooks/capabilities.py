@@ -8,9 +8,9 @@ app = marimo.App(width="medium")
 def _():
     import marimo as mo
 
-    from notebooks._params import open_period
+    from pipeline.report import notebook_period
 
-    store, p = open_period(mo)
+    store, p = notebook_period(mo)
     return mo, p, store
 
 

@@ -47,6 +47,41 @@ def period(store: Store, *, source: str = "aihubmix", since: datetime | None = N
     return Period(source=source, since=since, until=until or utcnow())
 
 
+# -- notebook parameters ----------------------------------------------------------------
+
+def notebook_parameters(mo: Any) -> dict[str, str | None]:
+    """`--db --source --since --until` of a notebook run (`python notebooks/x.py --db ..`,
+    or `marimo run x.py -- --db ..`), else MODELWATCH_DB/SOURCE/SINCE/UNTIL, else defaults.
+    """
+    import os
+
+    from pipeline.store import DEFAULT_DB
+
+    args = mo.cli_args() if mo is not None else {}
+
+    def pick(name: str, default: str | None = None) -> str | None:
+        value = args.get(name) or os.environ.get(f"MODELWATCH_{name.upper()}")
+        return str(value) if value else default
+
+    return {"db": pick("db", str(DEFAULT_DB)), "source": pick("source", "aihubmix"),
+            "since": pick("since"), "until": pick("until")}
+
+
+def notebook_period(mo: Any) -> tuple[Store, Period]:
+    """A read-only store and the period a notebook reports on."""
+    from pipeline.timeutil import parse_time
+
+    params = notebook_parameters(mo)
+    store = Store.open(params["db"], read_only=True)
+    p = period(
+        store,
+        source=params["source"] or "aihubmix",
+        since=parse_time(params["since"], name="since") if params["since"] else None,
+        until=parse_time(params["until"], name="until") if params["until"] else None,
+    )
+    return store, p
+
+
 # -- frames -----------------------------------------------------------------------------
 
 def change_feed(store: Store, p: Period) -> pl.DataFrame:
