@@ -88,6 +88,8 @@ class Mirror:
         if (db is None) == (store is None):
             raise ValueError("give exactly one of db or store")
         self.path = None if db is None else Path(db)
+        # the file and its WAL: any write changes one of them
+        self._watched = () if db is None else (str(db), f"{db}.wal")
         self.store = store
         self.source = source
         self._cache: OrderedDict[tuple[Any, ...], _Answer] = OrderedDict()
@@ -97,10 +99,10 @@ class Mirror:
     def version(self) -> tuple[Any, ...]:
         if self.store is not None:
             return (self.store.version(),)
-        stats = []
-        for path in (self.path, Path(f"{self.path}.wal")):
+        stats: list[tuple[int, int] | None] = []
+        for path in self._watched:
             try:
-                st = os.stat(path)  # type: ignore[arg-type]
+                st = os.stat(path)
                 stats.append((st.st_mtime_ns, st.st_size))
             except FileNotFoundError:
                 stats.append(None)
@@ -175,6 +177,11 @@ def create_app(
     async def api_models(request: Request) -> Response:
         from pipeline.query import models
 
+        # a repeated request: the same raw query against the same database version
+        raw_key = (mirror.version(), "raw", request.scope.get("query_string", b""))
+        hit = mirror._cache.get(raw_key)
+        if hit is not None:
+            return _send(request, hit)
         try:
             bad = _check_utf8(request)
             if bad:
@@ -211,7 +218,11 @@ def create_app(
             return _Answer(200, catalog_body(frame))
 
         key = ("api", src, when, *(params.get(k) for k in API_PARAMS[:6]))
-        return _send(request, await _run(mirror, key, compute))
+        answer = await _run(mirror, key, compute)
+        if answer.status in (200, 400):
+            with mirror._lock:
+                mirror._cache[raw_key] = answer
+        return _send(request, answer)
 
     async def legacy_models(request: Request) -> Response:
         return await _legacy(request, None)

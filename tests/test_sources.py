@@ -420,7 +420,7 @@ def test_litellm_keeps_key_order_and_skips_the_sample_and_metadata():
     norm = normalise_items(items, source="litellm")
     assert norm.ids == ["z", "a"]
     assert [(q.position, q.reason) for q in norm.quarantine] == [
-        (2, "row must be a JSON object, got list")
+        (2, "row must be a JSON object, got list; model_id is missing")
     ]
 
 
