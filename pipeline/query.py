@@ -177,6 +177,10 @@ def models(
 ) -> pl.DataFrame:
     """The catalog of `source` as last observed at or before `as_of` (default now),
     filtered and sorted as `/api/v1/models` would."""
+    known = store.sources()
+    if source not in known:
+        stored = ", ".join(known) or "none yet"
+        raise BadParameter(f"source {source!r} has no history here; stored sources: {stored}")
     frame = store.catalog_as_of(source, as_of or utcnow())
     query = parse_query(
         frame,

@@ -176,6 +176,13 @@ def test_bad_values_name_themselves_and_the_accepted_ones(catalog_store, params,
     assert str(info.value) == message
 
 
+def test_an_unknown_source_is_an_error(catalog_store):
+    with pytest.raises(BadParameter) as info:
+        query.models(catalog_store, source="openrouterr")
+    assert str(info.value) == (
+        "source 'openrouterr' has no history here; stored sources: aihubmix")
+
+
 def test_documented_values_are_accepted_even_if_absent(catalog_store):
     assert ids(catalog_store, type="tts") == []
     assert ids(catalog_store, features="deepsearch") == []
