@@ -35,7 +35,8 @@ from pipeline.timeutil import parse_time
 
 PUBLIC = "public, max-age=300, stale-while-revalidate=300"
 PRIVATE = "private, max-age=300"
-API_PARAMS = ("type", "modalities", "model", "features", "sort_by", "sort_order", "as_of", "source")
+QUERY_PARAMS = ("type", "modalities", "model", "features", "sort_by", "sort_order")
+API_PARAMS = (*QUERY_PARAMS, "as_of", "source")
 MAX_PARAM_LENGTH = 512
 JSON_TYPE = "application/json"
 
@@ -197,27 +198,13 @@ def create_app(
 
         def compute(s: Store) -> _Answer:
             try:
-                frame = models(
-                    s,
-                    source=src,
-                    as_of=when,
-                    **{
-                        k: params.get(k)
-                        for k in (
-                            "type",
-                            "modalities",
-                            "model",
-                            "features",
-                            "sort_by",
-                            "sort_order",
-                        )
-                    },
-                )
+                filters = {k: params.get(k) for k in QUERY_PARAMS}
+                frame = models(s, source=src, as_of=when, **filters)
             except BadInput as exc:
                 return _Answer(400, error_body(str(exc)))
             return _Answer(200, catalog_body(frame))
 
-        key = ("api", src, when, *(params.get(k) for k in API_PARAMS[:6]))
+        key = ("api", src, when, *(params.get(k) for k in QUERY_PARAMS))
         answer = await _run(mirror, key, compute)
         if answer.status in (200, 400):
             with mirror._lock:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.render import catalog_body
-from pipeline.serve import create_app, etag_matches
+from pipeline.serve import API_PARAMS, create_app, etag_matches
 from pipeline.store import Store
 from tests.conftest import ROOT, run_cli
 
@@ -175,19 +175,7 @@ def test_hostile_input_gets_a_clean_answer(client, url, status):
 )
 @given(
     params=st.dictionaries(
-        st.sampled_from(
-            [
-                "type",
-                "modalities",
-                "model",
-                "features",
-                "sort_by",
-                "sort_order",
-                "as_of",
-                "source",
-                "other",
-            ]
-        ),
+        st.sampled_from([*API_PARAMS, "other"]),
         st.text(max_size=40),
         max_size=5,
     )
