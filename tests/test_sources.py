@@ -145,8 +145,9 @@ def test_the_bundled_snapshots_hold_what_the_tests_rely_on(replayed):
         "openrouter/fusion",
         "openrouter/pareto-code",
     ]
-    assert all(r.startswith("input_price must not be negative (got '-1000000.0')")
-               for _, r in reasons)
+    assert all(
+        r.startswith("input_price must not be negative (got '-1000000.0')") for _, r in reasons
+    )
     first, transition = snapshots("openrouter")[0][1], snapshots("openrouter")[1][1]
     assert "input_modalities" not in raw(first)["data"][0]["architecture"]
     assert "input_modalities" in raw(transition)["data"][0]["architecture"]
@@ -160,8 +161,10 @@ def test_old_modality_strings_and_new_lists_give_the_same_modalities(replayed):
     new = store.catalog_as_of("openrouter", new_at).select(columns)
     common = set(old["model_id"]) & set(new["model_id"])
     assert len(common) > 280
-    assert old.filter(old["model_id"].is_in(common)).sort("model_id").equals(
-        new.filter(new["model_id"].is_in(common)).sort("model_id")
+    assert (
+        old.filter(old["model_id"].is_in(common))
+        .sort("model_id")
+        .equals(new.filter(new["model_id"].is_in(common)).sort("model_id"))
     )
 
 
@@ -205,16 +208,29 @@ BARE = {
             id="per-token strings to per 1M, exactly",
         ),
         pytest.param(
-            {"pricing": {"prompt": "0.000003", "input_cache_read": "0.0000003",
-                         "input_cache_write": "0.00000375", "completion": "0.000015"}},
-            {"input_price": 3.0, "output_price": 15.0, "cache_read_price": 0.3,
-             "cache_write_price": 3.75},
+            {
+                "pricing": {
+                    "prompt": "0.000003",
+                    "input_cache_read": "0.0000003",
+                    "input_cache_write": "0.00000375",
+                    "completion": "0.000015",
+                }
+            },
+            {
+                "input_price": 3.0,
+                "output_price": 15.0,
+                "cache_read_price": 0.3,
+                "cache_write_price": 3.75,
+            },
             id="cache prices",
         ),
         pytest.param(
             {"pricing": {"prompt": "0", "completion": "0", "image": "0.001", "request": "0"}},
-            {"input_price": 0.0, "output_price": 0.0,
-             "extra": {"pricing_other": {"image": "0.001", "request": "0"}}},
+            {
+                "input_price": 0.0,
+                "output_price": 0.0,
+                "extra": {"pricing_other": {"image": "0.001", "request": "0"}},
+            },
             id="free, other prices kept as sent",
         ),
         pytest.param(
@@ -224,8 +240,10 @@ BARE = {
         ),
         pytest.param(
             {"pricing": {"prompt": "-1", "completion": "-1"}},
-            {"quarantined": "input_price must not be negative (got '-1000000.0'); "
-                            "output_price must not be negative (got '-1000000.0')"},
+            {
+                "quarantined": "input_price must not be negative (got '-1000000.0'); "
+                "output_price must not be negative (got '-1000000.0')"
+            },
             id="router -1 quarantined",
         ),
         pytest.param(
@@ -245,53 +263,99 @@ BARE = {
         ),
         pytest.param(
             {"architecture": {"modality": "text+image->text", "tokenizer": "GPT"}},
-            {"types": ["llm"], "input_modalities": ["image", "text"],
-             "extra": {"architecture": {"modality": "text+image->text", "tokenizer": "GPT"}}},
+            {
+                "types": ["llm"],
+                "input_modalities": ["image", "text"],
+                "extra": {"architecture": {"modality": "text+image->text", "tokenizer": "GPT"}},
+            },
             id="old modality string",
         ),
         pytest.param(
-            {"architecture": {"input_modalities": ["text", "file", "audio", "video"],
-                              "output_modalities": ["text", "image"]}},
-            {"types": ["image_generation", "llm"],
-             "input_modalities": ["audio", "pdf", "text", "video"],
-             "extra": {"architecture": {"input_modalities": ["text", "file", "audio", "video"],
-                                        "output_modalities": ["text", "image"]}}},
+            {
+                "architecture": {
+                    "input_modalities": ["text", "file", "audio", "video"],
+                    "output_modalities": ["text", "image"],
+                }
+            },
+            {
+                "types": ["image_generation", "llm"],
+                "input_modalities": ["audio", "pdf", "text", "video"],
+                "extra": {
+                    "architecture": {
+                        "input_modalities": ["text", "file", "audio", "video"],
+                        "output_modalities": ["text", "image"],
+                    }
+                },
+            },
             id="modality lists, file is pdf",
         ),
         pytest.param(
             {"architecture": {"input_modalities": ["text"], "output_modalities": ["embeddings"]}},
-            {"types": ["embedding"], "input_modalities": ["text"],
-             "extra": {"architecture": {"input_modalities": ["text"],
-                                        "output_modalities": ["embeddings"]}}},
+            {
+                "types": ["embedding"],
+                "input_modalities": ["text"],
+                "extra": {
+                    "architecture": {
+                        "input_modalities": ["text"],
+                        "output_modalities": ["embeddings"],
+                    }
+                },
+            },
             id="embeddings",
         ),
         pytest.param(
             {"architecture": {"modality": "text->audio"}},
-            {"types": ["tts"], "input_modalities": ["text"],
-             "extra": {"architecture": {"modality": "text->audio"}}},
+            {
+                "types": ["tts"],
+                "input_modalities": ["text"],
+                "extra": {"architecture": {"modality": "text->audio"}},
+            },
             id="audio output is tts",
         ),
         pytest.param(
-            {"supported_parameters": ["tools", "temperature", "include_reasoning",
-                                      "response_format", "web_search_options"]},
-            {"features": ["function_calling", "structured_outputs", "thinking", "tools", "web"],
-             "extra": {"supported_parameters": ["tools", "temperature", "include_reasoning",
-                                                "response_format", "web_search_options"]}},
+            {
+                "supported_parameters": [
+                    "tools",
+                    "temperature",
+                    "include_reasoning",
+                    "response_format",
+                    "web_search_options",
+                ]
+            },
+            {
+                "features": ["function_calling", "structured_outputs", "thinking", "tools", "web"],
+                "extra": {
+                    "supported_parameters": [
+                        "tools",
+                        "temperature",
+                        "include_reasoning",
+                        "response_format",
+                        "web_search_options",
+                    ]
+                },
+            },
             id="supported parameters",
         ),
         pytest.param(
             {"supported_parameters": ["tool_choice", "reasoning", "structured_outputs"]},
-            {"features": ["function_calling", "structured_outputs", "thinking", "tools"],
-             "extra": {"supported_parameters": ["tool_choice", "reasoning",
-                                                "structured_outputs"]}},
+            {
+                "features": ["function_calling", "structured_outputs", "thinking", "tools"],
+                "extra": {
+                    "supported_parameters": ["tool_choice", "reasoning", "structured_outputs"]
+                },
+            },
             id="supported parameters, other spellings",
         ),
         pytest.param(
-            {"context_length": 131072,
-             "top_provider": {"context_length": 32000, "max_completion_tokens": 8192}},
-            {"context_length": 131072, "max_output": 8192,
-             "extra": {"top_provider": {"context_length": 32000,
-                                        "max_completion_tokens": 8192}}},
+            {
+                "context_length": 131072,
+                "top_provider": {"context_length": 32000, "max_completion_tokens": 8192},
+            },
+            {
+                "context_length": 131072,
+                "max_output": 8192,
+                "extra": {"top_provider": {"context_length": 32000, "max_completion_tokens": 8192}},
+            },
             id="limits",
         ),
         pytest.param(
@@ -316,12 +380,25 @@ def test_openrouter_mapping(fields, want):
     ("spec", "want"),
     [
         pytest.param(
-            {"mode": "chat", "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
-             "cache_read_input_token_cost": 1.25e-06, "max_input_tokens": 128000,
-             "max_output_tokens": 16384, "litellm_provider": "openai"},
-            {"types": ["llm"], "input_modalities": ["text"], "input_price": 2.5,
-             "output_price": 10.0, "cache_read_price": 1.25, "context_length": 128000,
-             "max_output": 16384, "extra": {"mode": "chat", "litellm_provider": "openai"}},
+            {
+                "mode": "chat",
+                "input_cost_per_token": 2.5e-06,
+                "output_cost_per_token": 1e-05,
+                "cache_read_input_token_cost": 1.25e-06,
+                "max_input_tokens": 128000,
+                "max_output_tokens": 16384,
+                "litellm_provider": "openai",
+            },
+            {
+                "types": ["llm"],
+                "input_modalities": ["text"],
+                "input_price": 2.5,
+                "output_price": 10.0,
+                "cache_read_price": 1.25,
+                "context_length": 128000,
+                "max_output": 16384,
+                "extra": {"mode": "chat", "litellm_provider": "openai"},
+            },
             id="chat",
         ),
         pytest.param(
@@ -355,31 +432,52 @@ def test_openrouter_mapping(fields, want):
             id="negative cost quarantined",
         ),
         pytest.param(
-            {"mode": "chat", "supports_function_calling": True, "supports_reasoning": True,
-             "supports_response_schema": True, "supports_web_search": True,
-             "supports_vision": True, "supports_pdf_input": True, "supports_audio_input": True,
-             "supports_video_input": True},
-            {"types": ["llm"],
-             "features": ["function_calling", "structured_outputs", "thinking", "tools", "web"],
-             "input_modalities": ["audio", "image", "pdf", "text", "video"],
-             "extra": {"mode": "chat", "supports_function_calling": True,
-                       "supports_reasoning": True, "supports_response_schema": True,
-                       "supports_web_search": True, "supports_vision": True,
-                       "supports_pdf_input": True, "supports_audio_input": True,
-                       "supports_video_input": True}},
+            {
+                "mode": "chat",
+                "supports_function_calling": True,
+                "supports_reasoning": True,
+                "supports_response_schema": True,
+                "supports_web_search": True,
+                "supports_vision": True,
+                "supports_pdf_input": True,
+                "supports_audio_input": True,
+                "supports_video_input": True,
+            },
+            {
+                "types": ["llm"],
+                "features": ["function_calling", "structured_outputs", "thinking", "tools", "web"],
+                "input_modalities": ["audio", "image", "pdf", "text", "video"],
+                "extra": {
+                    "mode": "chat",
+                    "supports_function_calling": True,
+                    "supports_reasoning": True,
+                    "supports_response_schema": True,
+                    "supports_web_search": True,
+                    "supports_vision": True,
+                    "supports_pdf_input": True,
+                    "supports_audio_input": True,
+                    "supports_video_input": True,
+                },
+            },
             id="every flag",
         ),
         pytest.param(
             {"mode": "chat", "supports_tool_choice": True, "supports_vision": False},
-            {"types": ["llm"], "features": ["function_calling", "tools"],
-             "input_modalities": ["text"],
-             "extra": {"mode": "chat", "supports_tool_choice": True, "supports_vision": False}},
+            {
+                "types": ["llm"],
+                "features": ["function_calling", "tools"],
+                "input_modalities": ["text"],
+                "extra": {"mode": "chat", "supports_tool_choice": True, "supports_vision": False},
+            },
             id="tool choice, false flag",
         ),
         pytest.param(
             {"mode": "chat", "supports_vision": "yes"},
-            {"types": ["llm"], "input_modalities": ["text"],
-             "extra": {"mode": "chat", "supports_vision": "yes"}},
+            {
+                "types": ["llm"],
+                "input_modalities": ["text"],
+                "extra": {"mode": "chat", "supports_vision": "yes"},
+            },
             id="only true is true",
         ),
     ],
@@ -413,8 +511,7 @@ def test_litellm_modes(mode, types, modalities):
 
 def test_litellm_keeps_key_order_and_skips_the_sample_and_metadata():
     body = json.dumps(
-        {"sample_spec": {"mode": "chat"}, "z": {}, "last_updated": "2026-07-01", "a": {},
-         "m": []}
+        {"sample_spec": {"mode": "chat"}, "z": {}, "last_updated": "2026-07-01", "a": {}, "m": []}
     ).encode()
     items = get_source("litellm").parse(body)
     norm = normalise_items(items, source="litellm")
@@ -462,24 +559,43 @@ MODELSDEV_EXTRA = {
     ("payload", "want"),
     [
         pytest.param(
-            {"openai": {"provider": {"name": "OpenAI", "npm": "@ai-sdk/openai"},
-                        "models": {"gpt-4o": MODELSDEV_MODEL}}},
+            {
+                "openai": {
+                    "provider": {"name": "OpenAI", "npm": "@ai-sdk/openai"},
+                    "models": {"gpt-4o": MODELSDEV_MODEL},
+                }
+            },
             {**MODELSDEV_ROW, "extra": MODELSDEV_EXTRA},
             id="recorded aggregate shape",
         ),
         pytest.param(
-            {"openai": {"id": "openai", "name": "OpenAI",
-                        "models": {"gpt-4o": {**MODELSDEV_MODEL, "id": "gpt-4o"}}}},
+            {
+                "openai": {
+                    "id": "openai",
+                    "name": "OpenAI",
+                    "models": {"gpt-4o": {**MODELSDEV_MODEL, "id": "gpt-4o"}},
+                }
+            },
             {**MODELSDEV_ROW, "extra": {**MODELSDEV_EXTRA, "id": "gpt-4o"}},
             id="live api.json shape",
         ),
         pytest.param(
-            {"openai": {"models": {"gpt-4o": {"reasoning": True,
-                                              "modalities": {"output": ["image"]}}}}},
-            {"model_id": "openai/gpt-4o", **BARE, "types": ["image_generation"],
-             "features": ["thinking"],
-             "extra": {"reasoning": True, "modalities": {"output": ["image"]},
-                       "provider_id": "openai"}},
+            {
+                "openai": {
+                    "models": {"gpt-4o": {"reasoning": True, "modalities": {"output": ["image"]}}}
+                }
+            },
+            {
+                "model_id": "openai/gpt-4o",
+                **BARE,
+                "types": ["image_generation"],
+                "features": ["thinking"],
+                "extra": {
+                    "reasoning": True,
+                    "modalities": {"output": ["image"]},
+                    "provider_id": "openai",
+                },
+            },
             id="image output, reasoning",
         ),
         pytest.param(
@@ -505,8 +621,14 @@ def test_modelsdev_ids_are_provider_slash_key_in_file_order():
     assert [i["model_id"] for i in get_source("modelsdev").parse(body)] == ["b/x/y", "b/a", "a/z"]
 
 
-OPENAI_MODEL = {"id": "gpt-4o-mini", "object": "model", "created": 1626777600,
-                "owned_by": "OpenAI", "root": "gpt-4o-mini", "parent": None}
+OPENAI_MODEL = {
+    "id": "gpt-4o-mini",
+    "object": "model",
+    "created": 1626777600,
+    "owned_by": "OpenAI",
+    "root": "gpt-4o-mini",
+    "parent": None,
+}
 
 
 @pytest.mark.parametrize("kind", ["openai", "aihubmix-legacy"])
@@ -515,8 +637,11 @@ OPENAI_MODEL = {"id": "gpt-4o-mini", "object": "model", "created": 1626777600,
     [
         pytest.param(
             {"object": "list", "data": [OPENAI_MODEL]},
-            {"model_id": "gpt-4o-mini", **BARE,
-             "extra": {k: v for k, v in OPENAI_MODEL.items() if k != "id"}},
+            {
+                "model_id": "gpt-4o-mini",
+                **BARE,
+                "extra": {k: v for k, v in OPENAI_MODEL.items() if k != "id"},
+            },
             id="openai list",
         ),
         pytest.param(
@@ -538,10 +663,14 @@ def test_openai_mapping(kind, payload, want):
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (b'{"success": false, "message": "\xe6\x97\xa0\xe6\x95\x88"}',
-         "upstream answered success:false: '无效'"),
-        (b'{"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}',
-         "upstream answered an error: 'Incorrect API key'"),
+        (
+            b'{"success": false, "message": "\xe6\x97\xa0\xe6\x95\x88"}',
+            "upstream answered success:false: '无效'",
+        ),
+        (
+            b'{"error": {"message": "Incorrect API key", "type": "invalid_request_error"}}',
+            "upstream answered an error: 'Incorrect API key'",
+        ),
         (b"<html>502</html>", "body is not JSON (JSONDecodeError): '<html>502</html>'"),
         (b'{"object": "list"}', "body has no 'data' list (keys: object)"),
         (b"[]", "body is a JSON list, not an object"),
@@ -556,15 +685,24 @@ def test_openai_rejects_what_is_not_a_list(body, error):
 @pytest.mark.parametrize(
     ("source", "body", "error"),
     [
-        ("openrouter", b'{"success": false, "message": "down"}',
-         "upstream answered success:false: 'down'"),
+        (
+            "openrouter",
+            b'{"success": false, "message": "down"}',
+            "upstream answered success:false: 'down'",
+        ),
         ("openrouter", b'{"models": []}', "body has no 'data' list (keys: models)"),
         ("litellm", b"[1]", "body is a JSON list, not an object of models"),
-        ("litellm", b'{"success": false, "message": "x"}',
-         "body holds no model specs (keys: message, success)"),
+        (
+            "litellm",
+            b'{"success": false, "message": "x"}',
+            "body holds no model specs (keys: message, success)",
+        ),
         ("modelsdev", b'"x"', "body is a JSON str, not an object of providers"),
-        ("modelsdev", b'{"a": {"name": "A"}}',
-         "body holds no provider with a 'models' object (keys: a)"),
+        (
+            "modelsdev",
+            b'{"a": {"name": "A"}}',
+            "body holds no provider with a 'models' object (keys: a)",
+        ),
     ],
 )
 def test_payloads_that_are_not_catalogs_are_rejected(source, body, error):
@@ -575,7 +713,12 @@ def test_payloads_that_are_not_catalogs_are_rejected(source, body, error):
 
 def test_registry_names_default_urls_and_units():
     assert source_names() == [
-        "aihubmix", "aihubmix-legacy", "litellm", "modelsdev", "openai", "openrouter"
+        "aihubmix",
+        "aihubmix-legacy",
+        "litellm",
+        "modelsdev",
+        "openai",
+        "openrouter",
     ]
     specs = {name: get_source(name) for name in source_names()}
     assert {n: s.default_url for n, s in specs.items()} == {
@@ -588,21 +731,49 @@ def test_registry_names_default_urls_and_units():
         "openrouter": "https://openrouter.ai/api/v1/models",
     }
     assert {s.price_multiplier for s in specs.values()} == {1.0}
-    assert specs["openrouter"].price_unit == specs["litellm"].price_unit == (
-        "USD per 1M tokens (converted from USD per token)"
+    assert (
+        specs["openrouter"].price_unit
+        == specs["litellm"].price_unit
+        == ("USD per 1M tokens (converted from USD per token)")
     )
     assert specs["modelsdev"].price_unit == "USD per 1M tokens"
 
 
+@pytest.mark.parametrize("name", ["openrouter", "litellm", "modelsdev", "aihubmix-legacy"])
+def test_snapshot_fetches_the_default_url_of_every_source(store, name):
+    if name == "aihubmix-legacy":
+        body = (DATA / "aihubmix-docs" / "docs-legacy-v1-models.json").read_bytes()
+    else:
+        body = gzip.decompress(snapshots(name)[-1][1].read_bytes())
+    urls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, content=body, headers={"ETag": '"v1"'})
+
+    at = datetime(2026, 11, 1)
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        result = snapshot(store, source=name, client=client, now=lambda: at)
+    spec = get_source(name)
+    assert urls == [spec.default_url]
+    assert (result.outcome, result.source) == ("new", name)
+    want = normalise_items(spec.parse(body), source=name).frame.drop("row_hash")
+    assert store.catalog_as_of(name, at).equals(want)
+
+
 # -- tokens ----------------------------------------------------------------------------------
-TOKENS = {"sk-team-a-5d1c0ffee5ecret": ["gpt-4o", "claude-haiku-4-5"],
-          "sk-team-b-7b0bacafe5ecret": ["gpt-4o", "deepseek-v3"]}
+TOKENS = {
+    "sk-team-a-5d1c0ffee5ecret": ["gpt-4o", "claude-haiku-4-5"],
+    "sk-team-b-7b0bacafe5ecret": ["gpt-4o", "deepseek-v3"],
+}
 
 
 def legacy_list(ids: list[str]) -> bytes:
     return json.dumps(
-        {"object": "list",
-         "data": [{"id": i, "object": "model", "created": 1, "owned_by": "x"} for i in ids]}
+        {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": 1, "owned_by": "x"} for i in ids],
+        }
     ).encode()
 
 
@@ -615,8 +786,9 @@ def token_handler(seen: list[str]):
         token = auth.removeprefix("Bearer ")
         if not auth.startswith("Bearer ") or token not in TOKENS:
             return httpx.Response(401, json={"error": {"message": "invalid token"}})
-        return httpx.Response(200, content=legacy_list(TOKENS[token]),
-                              headers={"Content-Type": "application/json"})
+        return httpx.Response(
+            200, content=legacy_list(TOKENS[token]), headers={"Content-Type": "application/json"}
+        )
 
     return handle
 
@@ -629,16 +801,25 @@ def test_token_scoped_lists_are_separate_sources(tmp_path):
         httpx.Client(transport=httpx.MockTransport(token_handler(seen))) as client,
     ):
         results = [
-            snapshot(store, source=name, kind="aihubmix-legacy", url="http://gw.test/v1/models",
-                     client=client, token=token, now=lambda: t0)
+            snapshot(
+                store,
+                source=name,
+                kind="aihubmix-legacy",
+                url="http://gw.test/v1/models",
+                client=client,
+                token=token,
+                now=lambda: t0,
+            )
             for name, token in zip(("aihubmix-team-a", "aihubmix-team-b"), TOKENS, strict=True)
         ]
         assert [(r.source, r.outcome, r.added) for r in results] == [
             ("aihubmix-team-a", "new", ["claude-haiku-4-5", "gpt-4o"]),
             ("aihubmix-team-b", "new", ["deepseek-v3", "gpt-4o"]),
         ]
-        assert [store.catalog_as_of(s, t0)["model_id"].to_list()
-                for s in ("aihubmix-team-a", "aihubmix-team-b")] == list(TOKENS.values())
+        assert [
+            store.catalog_as_of(s, t0)["model_id"].to_list()
+            for s in ("aihubmix-team-a", "aihubmix-team-b")
+        ] == list(TOKENS.values())
         assert store.con.execute(
             "SELECT source, list(model_id ORDER BY model_id) FROM model_versions "
             "GROUP BY source ORDER BY source"
@@ -661,19 +842,30 @@ def test_the_token_reaches_no_database_log_or_result(tmp_path, caplog):
         texts = []
         for minute, (tok, force) in enumerate([(token, False), (token, True), ("sk-wrong", True)]):
             try:
-                result = snapshot(store, source="aihubmix-team-a", kind="aihubmix-legacy",
-                                  url="http://gw.test/v1/models", client=client, token=tok,
-                                  force=force, now=lambda m=minute: datetime(2026, 3, 1, 0, m))
+                result = snapshot(
+                    store,
+                    source="aihubmix-team-a",
+                    kind="aihubmix-legacy",
+                    url="http://gw.test/v1/models",
+                    client=client,
+                    token=tok,
+                    force=force,
+                    now=lambda m=minute: datetime(2026, 3, 1, 0, m),
+                )
                 texts.append(json.dumps(result.as_dict()))
             except Exception as exc:  # the wrong token's 401
                 texts.append(repr(exc))
         texts += [repr(r) for r in store.con.execute("SELECT * FROM fetch_log").fetchall()]
-        texts += [store.raw_payload(h).decode() for (h,) in
-                  store.con.execute("SELECT content_hash FROM raw_payloads").fetchall()]
+        texts += [
+            store.raw_payload(h).decode()
+            for (h,) in store.con.execute("SELECT content_hash FROM raw_payloads").fetchall()
+        ]
         for table in ("model_versions", "quarantine", "snapshots", "orders", "meta"):
             texts += [repr(r) for r in store.con.execute(f"SELECT * FROM {table}").fetchall()]
-        outcomes = [r[0] for r in store.con.execute(
-            "SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()]
+        outcomes = [
+            r[0]
+            for r in store.con.execute("SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()
+        ]
     assert seen == [f"Bearer {token}", f"Bearer {token}", "Bearer sk-wrong"]
     assert outcomes == ["new", "unchanged", "rejected"]
     assert caplog.records  # httpx's request lines were captured, and hold no token
@@ -688,8 +880,9 @@ def test_the_token_reaches_no_database_log_or_result(tmp_path, caplog):
 # -- the command line ------------------------------------------------------------------------
 def test_cli_replays_openrouter_and_lists_the_newest_snapshot(tmp_path):
     db = str(tmp_path / "or.duckdb")
-    done = run_cli("replay", "data/openrouter", "--source", "openrouter", "--db", db,
-                   "--accept-mass-removal")
+    done = run_cli(
+        "replay", "data/openrouter", "--source", "openrouter", "--db", db, "--accept-mass-removal"
+    )
     assert done.returncode == 0, done.stderr
     listed = run_cli("models", "--source", "openrouter", "--format", "json", "--db", db)
     assert listed.returncode == 0, listed.stderr
@@ -698,6 +891,7 @@ def test_cli_replays_openrouter_and_lists_the_newest_snapshot(tmp_path):
     served = json.loads(listed.stdout)
     assert [m["model_id"] for m in served["data"]] == [r[0] for r in want]
     assert served["data"][0]["pricing"] == {
-        k: v for k, v in zip(("input", "output", "cache_read", "cache_write"), want[0][1:],
-                             strict=True) if v is not None
+        k: v
+        for k, v in zip(("input", "output", "cache_read", "cache_write"), want[0][1:], strict=True)
+        if v is not None
     }

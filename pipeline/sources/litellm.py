@@ -76,8 +76,9 @@ def to_item(model_id: str, spec: Any) -> Any:
     item: dict[str, Any] = {
         "model_id": model_id,
         "types": types,
-        "features": sorted({f for flag, fs in FEATURES.items() if spec.get(flag) is True
-                            for f in fs}),
+        "features": sorted(
+            {f for flag, fs in FEATURES.items() if spec.get(flag) is True for f in fs}
+        ),
         "input_modalities": modalities,
         **{column: spec.get(key) for key, column in COUNTS.items()},
         "pricing": {name: per_million(spec[key]) for key, name in PRICES.items() if key in spec},

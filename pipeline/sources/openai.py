@@ -5,10 +5,11 @@ and new-api's `{"success": true, "data": [...]}`. `success: false` and OpenAI's 
 `{"error": {"message": ...}}` are rejected whole. `id` becomes `model_id`; every other field
 is kept in `extra`. These lists carry no prices.
 
-Two adapters share the parser: `openai` (no default URL worth polling: pass `--url`) and
-`aihubmix-legacy` (AiHubMix's own `/v1/models`). A bearer token is sent when the source's
-`token_env` names one; a token-scoped list is its own source name (say `aihubmix-team-a`
-with kind `aihubmix-legacy`), so one token's models never mix with another's.
+Two adapters share the parser: `openai` (default: OpenAI's own list, which needs a token;
+pass `--url` for any other server) and `aihubmix-legacy` (AiHubMix's own `/v1/models`).
+A bearer token is sent when the source's `token_env` names one; a token-scoped list is its
+own source name (say `aihubmix-team-a` with kind `aihubmix-legacy`), so one token's models
+never mix with another's.
 """
 
 from __future__ import annotations
