@@ -50,10 +50,10 @@ def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan |
 )
 def fetch_task(plan: FetchPlan, token_env: str | None = None) -> Any:
     """One HTTP attempt per try; Prefect owns the retries (and shows them in the UI)."""
-    from pipeline.fetch import fetch_catalog
+    from pipeline.jobs import fetch
 
     token = os.environ.get(token_env) if token_env else None
-    return fetch_catalog(plan.url, etag=plan.etag, token=token, max_attempts=1)
+    return fetch(plan, token=token, max_attempts=1)
 
 
 @task(name="record-failure")

@@ -42,6 +42,10 @@ DbOption = Annotated[
     typer.Option("--db", help="DuckDB file [env MODELWATCH_DB; default data/catalog.duckdb]"),
 ]
 SourceOption = Annotated[str, typer.Option("--source", help="catalog source name")]
+KindOption = Annotated[
+    str | None,
+    typer.Option("--kind", help="adapter, when the source is named otherwise (default: --source)"),
+]
 
 
 class Format(StrEnum):
@@ -93,6 +97,7 @@ def _describe(result: IngestResult) -> str:
 @app.command()
 def snapshot(
     source: SourceOption = "aihubmix",
+    kind: KindOption = None,
     url: Annotated[str | None, typer.Option(help="catalog URL (default: the source's)")] = None,
     force: Annotated[
         bool, typer.Option(help="fetch even within max-age; no If-None-Match")
@@ -119,6 +124,7 @@ def snapshot(
         result = take_snapshot(
             store,
             source=source,
+            kind=kind,
             url=url,
             force=force,
             accept_mass_removal=accept_mass_removal,
@@ -150,13 +156,16 @@ def _finish(results: list[IngestResult]) -> None:
 def replay(
     directory: Annotated[Path, typer.Argument(help="folder of <YYYY-MM-DDTHH-MM-SSZ>_*.json[.gz]")],
     source: SourceOption = "aihubmix",
+    kind: KindOption = None,
     accept_mass_removal: Annotated[
         bool, typer.Option(help="apply snapshots that remove over half the models")
     ] = False,
     db: DbOption = None,
 ) -> None:
     """Ingest recorded payloads, oldest first, each as fetched at the time in its name."""
-    results = _replay(directory, source=source, accept_mass_removal=accept_mass_removal, db=db)
+    results = _replay(
+        directory, source=source, kind=kind, accept_mass_removal=accept_mass_removal, db=db
+    )
     _print_replay_summary(results)
     bad = [r for r in results if r.outcome in ("rejected", "failed", "suspect")]
     if bad:
@@ -169,7 +178,12 @@ def replay(
 
 
 def _replay(
-    directory: Path, *, source: str, accept_mass_removal: bool, db: Path | None
+    directory: Path,
+    *,
+    source: str,
+    accept_mass_removal: bool,
+    db: Path | None,
+    kind: str | None = None,
 ) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -193,6 +207,7 @@ def _replay(
             store,
             files,
             source=source,
+            kind=kind,
             accept_mass_removal=accept_mass_removal,
             on_result=lambda _p, _r: progress.advance(task),
         )

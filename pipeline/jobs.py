@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,19 +137,44 @@ def snapshot(
 
     Upstream failures are recorded (`failed`, with any body) before they are raised.
     """
-    from pipeline.fetch import fetch_catalog
-
     plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
     if isinstance(plan, Skipped):
         return plan
+    try:
+        response = fetch(plan, client=client, token=token, max_attempts=max_attempts)
+    except (UpstreamError, PayloadRejected) as exc:
+        record_fetch_error(store, plan, exc)
+        raise
+    return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+
+
+def fetch(
+    plan: FetchPlan,
+    *,
+    client: httpx.Client | None = None,
+    token: str | None = None,
+    max_attempts: int = 4,
+) -> FetchResponse:
+    """The conditional GET of a plan. Bodies are kept (archived) even on failure, so an
+    upstream that echoes the caller's token gets it replaced first: secrets never reach
+    the database."""
+    from pipeline.fetch import fetch_catalog
+
     try:
         response = fetch_catalog(
             plan.url, etag=plan.etag, client=client, token=token, max_attempts=max_attempts
         )
     except (UpstreamError, PayloadRejected) as exc:
-        record_fetch_error(store, plan, exc)
+        if token and exc.body:
+            exc.body = redact(exc.body, token)
         raise
-    return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+    if token and response.body:
+        response = replace(response, body=redact(response.body, token))
+    return response
+
+
+def redact(body: bytes, token: str) -> bytes:
+    return body.replace(token.encode(), b"[REDACTED]")
 
 
 def _status_error(status: int, body: bytes) -> str:

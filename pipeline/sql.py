@@ -7,6 +7,9 @@
     snapshot_models            every applied snapshot expanded to its models (observed_at)
     model_changes              one row per change: added/removed/returned, or a field
     price_changes              the price rows of model_changes, with the % change
+    canonical_model_key(id)    one key for one model across naming schemes
+    model_compare_as_of(ts)    every source's models at ts, with their canonical key
+    model_compare              the same over the current catalogs
 """
 
 from __future__ import annotations

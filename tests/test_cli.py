@@ -165,3 +165,14 @@ def test_changes_history_cost_and_export(demo_db, tmp_path):
 
     with Store.open(demo_db) as store:
         assert versions.height == store.summary()["versions"]
+
+
+def test_a_source_can_be_named_apart_from_its_adapter(tmp_path):
+    db = str(tmp_path / "kind.duckdb")
+    done = run_cli("replay", str(HISTORY.parent / "openrouter"), "--source", "or-team-a",
+                   "--kind", "openrouter", "--accept-mass-removal", "--db", db)
+    assert done.returncode == 0, done.stderr
+    listed = run_cli("models", "--source", "or-team-a", "--format", "json", "--db", db)
+    assert len(json.loads(listed.stdout)["data"]) > 100
+    other = run_cli("models", "--source", "openrouter", "--db", db)
+    assert other.returncode == 1  # nothing was stored under the adapter's own name

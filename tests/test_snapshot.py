@@ -124,3 +124,22 @@ def test_cli_snapshot_against_a_local_server(tmp_path, upstream, bundled):
     assert failed.returncode == 1
     assert failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
     assert "503" in failed.stderr
+
+
+def test_an_echoed_token_is_never_archived(store):
+    token = "sk-secret-0123456789abcdef"
+
+    def handler(request):
+        assert request.headers["Authorization"] == f"Bearer {token}"
+        echoed = {"success": False, "message": f"token {token} has no access"}
+        return httpx.Response(403, json=echoed)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        result = snapshot(store, source="aihubmix", url="https://upstream.test/api/v1/models",
+                          client=client, token=token)
+    assert result.outcome == "rejected"
+    assert token not in (result.error or "")
+    body = store.raw_payload(result.content_hash)
+    assert token.encode() not in body and b"[REDACTED]" in body
+    dump = store.con.execute("SELECT * FROM fetch_log").fetchall()
+    assert token not in repr(dump)
