@@ -187,10 +187,14 @@ def _replay(
 ) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.jobs import payload_files
+    from pipeline.jobs import other_files, payload_files
     from pipeline.jobs import replay as run_replay
 
     files = payload_files(directory)
+    others = other_files(directory)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        err.print(f"not payloads, left alone: {shown}", markup=False)
     with (
         open_store(db) as store,
         Progress(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 from pipeline.errors import BadInput, PayloadRejected, UpstreamError
 from pipeline.sources import get_source
 from pipeline.store import IngestResult, Store
-from pipeline.timeutil import time_from_filename, utcnow
+from pipeline.timeutil import looks_timed, time_from_filename, utcnow
 
 PAYLOAD_SUFFIXES = (".json", ".json.gz")
 
@@ -189,15 +189,28 @@ def _status_error(status: int, body: bytes) -> str:
 
 
 def payload_files(directory: Path) -> list[tuple[datetime, Path]]:
-    """Recorded payloads in a folder, oldest first, each with the time in its name."""
+    """Recorded payloads in a folder, oldest first, each with the time in its name.
+
+    Other files (an `index.json`, a README) are not payloads and are left alone; see
+    `other_files`."""
     if not directory.is_dir():
         raise BadInput(f"replay folder {str(directory)!r} does not exist or is not a folder")
-    files = [p for p in directory.iterdir() if p.name.endswith(PAYLOAD_SUFFIXES)]
+    files = [p for p in directory.iterdir()
+             if p.name.endswith(PAYLOAD_SUFFIXES) and looks_timed(p.name)]
     if not files:
-        raise BadInput(f"no *.json or *.json.gz payloads in {str(directory)!r}")
+        raise BadInput(
+            f"no payloads named <YYYY-MM-DDTHH-MM-SSZ>_*.json[.gz] in {str(directory)!r}"
+        )
     return sorted(
         ((time_from_filename(p.name), p) for p in files), key=lambda tp: (tp[0], tp[1].name)
     )
+
+
+def other_files(directory: Path) -> list[str]:
+    """Names in a replay folder that are not timed payloads (reported, not ingested)."""
+    return sorted(p.name for p in directory.iterdir()
+                  if p.is_file() and not (p.name.endswith(PAYLOAD_SUFFIXES)
+                                          and looks_timed(p.name)))
 
 
 def read_payload(path: Path) -> bytes:

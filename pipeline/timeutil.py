@@ -28,6 +28,11 @@ def parse_time(text: str, *, name: str = "time") -> datetime:
     return value
 
 
+def looks_timed(name: str) -> bool:
+    """Whether a file name starts like `2026-03-01T12-00-00Z_` (its time may still be bad)."""
+    return re.match(r"^\d{4}-\d{2}-\d{2}T", name) is not None
+
+
 def time_from_filename(name: str) -> datetime:
     """`2026-03-01T12-00-00Z_anything.json[.gz]` -> 2026-03-01 12:00:00 (UTC)."""
     match = _FILE_TIME.match(name)

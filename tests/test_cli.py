@@ -176,3 +176,18 @@ def test_a_source_can_be_named_apart_from_its_adapter(tmp_path):
     assert len(json.loads(listed.stdout)["data"]) > 100
     other = run_cli("models", "--source", "openrouter", "--db", db)
     assert other.returncode == 1  # nothing was stored under the adapter's own name
+
+
+def test_replay_leaves_non_payload_files_alone(tmp_path):
+    folder = tmp_path / "history"
+    folder.mkdir()
+    first = sorted(HISTORY.iterdir())[0]
+    shutil.copy(first, folder / first.name)
+    (folder / "index.json").write_text("{}")
+    done = run_cli("replay", str(folder), "--db", str(tmp_path / "r.duckdb"))
+    assert done.returncode == 0, done.stderr
+    assert "not payloads, left alone: index.json" in done.stderr
+    (folder / "2026-13-45T00-00-00Z_x.json").write_text("{}")
+    bad = run_cli("replay", str(folder), "--db", str(tmp_path / "r.duckdb"))
+    assert bad.returncode == 1
+    assert "error: file name '2026-13-45T00-00-00Z_x.json' holds an impossible time" in bad.stderr
