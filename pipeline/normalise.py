@@ -55,9 +55,9 @@ class Normalised:
     quarantine: list[QuarantinedRow]
     unknown_values: dict[str, list[str]] = field(default_factory=dict)
     total_rows: int = 0
-    # model_id -> (upstream item, record, row_hash): lets the next snapshot skip
-    # re-normalising and re-validating items that did not change
-    cache: dict[str, tuple[Any, dict[str, Any], str]] = field(default_factory=dict)
+    # model_id -> (upstream item, record, row_hash, its own faults): lets the next
+    # snapshot skip re-normalising and re-validating items that did not change
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -175,40 +175,50 @@ def normalise_item(
     return row, reasons
 
 
+CacheEntry = tuple[Any, dict[str, Any], str | None, tuple[str, ...]]
+
+
 def normalise_items(
     items: list[Any],
     *,
     source: str,
     price_multiplier: float = 1.0,
-    cache: dict[str, tuple[Any, dict[str, Any], str]] | None = None,
+    cache: dict[str, CacheEntry] | None = None,
 ) -> Normalised:
     """Normalise a catalog's items; invalid rows go to the quarantine with their reasons.
 
     `cache` is the previous snapshot's `Normalised.cache`: an item equal to the one seen
-    before under the same id reuses its record, which was validated then.
+    before under the same id reuses its record, its digest and its verdict (valid, or the
+    reasons it is not), so only new and changed items are normalised and validated.
     """
     from schemas.catalog import failure_reasons  # pandera is only needed when ingesting
 
     cache = cache or {}
     rows: list[dict[str, Any]] = []
-    row_reasons: list[list[str]] = []
+    own_reasons: list[list[str]] = []  # the item's own faults (not duplication)
     hashes: list[str | None] = []
     fresh: list[int] = []
     for position, item in enumerate(items):
         hit = cache.get(item.get("model_id")) if isinstance(item, dict) else None  # type: ignore[arg-type]
         if hit is not None and hit[0] == item:
             rows.append({**hit[1], "position": position})
-            row_reasons.append([])
+            own_reasons.append(list(hit[3]))
             hashes.append(hit[2])
             continue
         row, reasons = normalise_item(
             item, position, source=source, price_multiplier=price_multiplier
         )
         rows.append(row)
-        row_reasons.append(reasons)
+        own_reasons.append(reasons)
         hashes.append(None)
         fresh.append(position)
 
+    if fresh:
+        checked = frame_from_rows([rows[i] for i in fresh])
+        for index, reason in failure_reasons(checked):
+            own_reasons[fresh[index]].append(reason)
+
+    row_reasons = [list(r) for r in own_reasons]
     seen: set[str] = set()
     for row, reasons in zip(rows, row_reasons, strict=True):
         mid = row["model_id"]
@@ -217,11 +227,6 @@ def normalise_items(
         if mid in seen:
             reasons.append(f"duplicate model_id {mid!r} (the first occurrence is kept)")
         seen.add(mid)
-
-    if fresh:
-        checked = frame_from_rows([rows[i] for i in fresh])
-        for index, reason in failure_reasons(checked):
-            row_reasons[fresh[index]].append(reason)
 
     quarantine = [
         QuarantinedRow(
@@ -235,14 +240,19 @@ def normalise_items(
     ]
     valid_rows: list[dict[str, Any]] = []
     valid_hashes: list[str] = []
-    new_cache: dict[str, tuple[Any, dict[str, Any], str]] = {}
-    for i, (row, reasons) in enumerate(zip(rows, row_reasons, strict=True)):
-        if reasons:
+    new_cache: dict[str, CacheEntry] = {}
+    for i, row in enumerate(rows):
+        digest = hashes[i]
+        if not own_reasons[i] and digest is None:
+            digest = row_hash(row)
+        mid = row["model_id"]
+        if isinstance(mid, str) and mid not in new_cache:  # the first occurrence of an id
+            new_cache[mid] = (items[i], row, digest, tuple(own_reasons[i]))
+        if row_reasons[i]:
             continue
-        digest = hashes[i] or row_hash(row)
+        assert digest is not None
         valid_rows.append(row)
         valid_hashes.append(digest)
-        new_cache[row["model_id"]] = (items[i], row, digest)
     fresh_valid = [rows[i] for i in fresh if not row_reasons[i]]
     return Normalised(
         rows=valid_rows,

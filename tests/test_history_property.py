@@ -77,3 +77,15 @@ def test_any_history_round_trips(history):
         assert versions <= sum(
             normalise_items(parse(b), source="aihubmix").frame.height for b in bodies
         )
+
+
+@settings(max_examples=100, deadline=None)
+@given(before=catalog, after=catalog)
+def test_the_item_cache_changes_no_answer(before, after):
+    """Reusing the previous snapshot's verdicts gives exactly a fresh normalisation."""
+    fresh = normalise_items(after, source="aihubmix")
+    first = normalise_items(before, source="aihubmix")
+    cached = normalise_items(after, source="aihubmix", cache=first.cache)
+    assert cached.rows == fresh.rows
+    assert cached.hashes == fresh.hashes
+    assert cached.quarantine == fresh.quarantine
