@@ -23,12 +23,10 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,6 +37,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from bench import report
 from bench.synthetic import catalog_history
 from pipeline.jobs import payload_files, read_payload
 from pipeline.normalise import normalise_items
@@ -399,15 +398,7 @@ def _rows(name: str, store: dict[str, Any], floor: dict[str, Any], naive: dict[s
 
 # -- the whole run -----------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "duckdb": duckdb.__version__,
-        "polars": pl.__version__,
-    }
+    return report.machine()
 
 
 def bundled_history(directory: Path = BUNDLED_DIR) -> list[tuple[datetime, bytes]]:

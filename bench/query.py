@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import random
 import shutil
@@ -42,6 +41,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from bench import report
 from bench.synthetic import START, catalog_history
 from pipeline import query
 from pipeline.record import SCHEMA
@@ -489,9 +489,7 @@ def profile_cli_stages(store_path: Path, runs: int = 5) -> str:
 
 # -- the whole run -----------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "duckdb": duckdb.__version__, "polars": pl.__version__}
+    return report.machine()
 
 
 def _row(figure: str, value: float | None, unit: str, baseline: float | None = None,
@@ -631,23 +629,8 @@ def run(*, workdir: Path, models: int = 1000, days: int = 365, polls_per_day: in
 
 
 # -- printing ----------------------------------------------------------------------------
-def _number(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.3f} s" if unit == "s" else f"{value:,.2f} {unit}"
-
-
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| figure | value | baseline | ratio | target | met |",
-             "|---|---:|---|---:|---|---|"]
-    for r in rows:
-        baseline = (f"{_number(r['baseline'], r['unit'])} ({r['baseline_name']})"
-                    if r["baseline_name"] else "")
-        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(f"| {r['figure']} | {_number(r['value'], r['unit'])} | {baseline} "
-                     f"| {ratio} | {r['target']} | {met} |")
-    return "\n".join(lines)
+    return report.table(rows)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -669,9 +652,7 @@ def markdown(result: dict[str, Any]) -> str:
          f"{build['naive']['rows']:,} rows / {build['naive']['bytes'] / 2**20:.1f} MiB. "
          f"{c['repeats']} random as-of instants, {c['changes_repeats']} random 90-day windows."),
         table(result["rows"]),
-        (f"Machine: {m['platform']} ({m['machine']}), {m['cpus']} CPUs, Python {m['python']}, "
-         f"duckdb {m['duckdb']}, polars {m['polars']}. "
-         f"Run took {result['elapsed_seconds']:.0f} s."),
+        f"{report.machine_line(m)} Run took {result['elapsed_seconds']:.0f} s.",
         "Ratios are against baselines measured in the same run; times are never asserted. "
         "`met` applies to the median. Store and naive results agree: "
         + ", ".join(f"{k}: {v['agrees_with_naive']}" for k, v in result["models"].items())
@@ -712,10 +693,8 @@ def main(argv: list[str] | None = None) -> int:
                  rebuild=args.rebuild, profile=args.profile)
     text = markdown(result)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "query.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (args.out / "query.md").write_text(text)
-    print(f"wrote {args.out / 'query.json'} and {args.out / 'query.md'}", file=sys.stderr)
+    json_path, md_path = report.write(args.out, "query", result, text)
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
 
 

@@ -38,7 +38,6 @@ import io
 import json
 import math
 import os
-import platform
 import pstats
 import re
 import resource
@@ -56,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -621,8 +622,7 @@ def machine() -> dict[str, Any]:
     import importlib.util
 
     return {
-        "platform": platform.platform(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        **report.machine(),
         "uvicorn": _version("uvicorn"), "starlette": _version("starlette"),
         "httpx": _version("httpx"), "h11": _version("h11"),
         # what uvicorn's "auto" picks
@@ -768,27 +768,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _number(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit in ("req/s", "us/req"):
-        return f"{value:,.0f} {unit}"
-    if unit == "us/call":
-        return f"{value:,.1f} us"
-    return f"{value:,.2f} {unit}"
-
-
 def table(rows_: list[dict[str, Any]]) -> str:
-    lines = ["| figure | value | baseline | ratio | target | met |",
-             "|---|---:|---|---:|---|---|"]
-    for r in rows_:
-        baseline = (f"{_number(r['baseline'], r['unit'])} ({r['baseline_name']})"
-                    if r["baseline_name"] else "")
-        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(f"| {r['figure']} | {_number(r['value'], r['unit'])} | {baseline} "
-                     f"| {ratio} | {r['target']} | {met} |")
-    return "\n".join(lines)
+    return report.table(rows_)
 
 
 def scenario_table(result: dict[str, Any]) -> str:
@@ -836,8 +817,8 @@ def markdown(result: dict[str, Any]) -> str:
          "same uvicorn process."),
         table(result["rows"]),
         scenario_table(result),
-        (f"Machine: {m['platform']} ({m['machine']}), {m['cpus']} CPUs, Python {m['python']}, "
-         f"uvicorn {m['uvicorn']} (loop {m['uvicorn_loop']}, http {m['uvicorn_http']}), "
+        (f"{report.machine_line(m)[:-1]}; uvicorn {m['uvicorn']} "
+         f"(loop {m['uvicorn_loop']}, http {m['uvicorn_http']}), "
          f"starlette {m['starlette']}, httpx {m['httpx']}. Run took "
          f"{result['elapsed_seconds']:.0f} s."),
         generator_line(result),
@@ -903,10 +884,8 @@ def main(argv: list[str] | None = None) -> int:
                      rounds=args.rounds, wrk_threads=args.wrk_threads, profile=args.profile)
     text = markdown(result)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (args.out / "serve.md").write_text(text)
-    print(f"wrote {args.out / 'serve.json'} and {args.out / 'serve.md'}", file=sys.stderr)
+    json_path, md_path = report.write(args.out, "serve", result, text)
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
 
 
