@@ -119,6 +119,25 @@ CREATE TABLE IF NOT EXISTS quarantine (
 DDL_HASH = hashlib.sha256((DDL + VIEWS).encode()).hexdigest()[:16]
 
 
+MAX_WINDOW = 2**27  # 128 MiB: deltas of bodies up to ~64 MiB each
+
+
+def _delta_compressor(dictionary: zstd.ZstdCompressionDict, span: int) -> zstd.ZstdCompressor:
+    """A compressor that can reach back over the whole previous body.
+
+    At level 6 zstd's window and match tables cover ~1 MiB; a 5 MB catalog then finds few
+    of its matches in the dictionary (634 KB deltas instead of 6 KB). Larger spans get a
+    window over both bodies and tables sized to index them.
+    """
+    if span <= 1 << 20:
+        return zstd.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary)
+    window = min(27, max(21, span.bit_length()))
+    params = zstd.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, window_log=window, hash_log=min(22, window - 1), chain_log=min(23, window)
+    )
+    return zstd.ZstdCompressor(dict_data=dictionary, compression_params=params)
+
+
 @dataclass
 class IngestResult:
     """What one fetch did to the store; also the summary the CLI and flows report."""
@@ -341,13 +360,15 @@ class Store:
         body = b""
         for digest_i, codec, base, data in reversed(chain):
             if codec == "zstd":
-                body = zstd.ZstdDecompressor().decompress(data)
+                body = zstd.ZstdDecompressor(max_window_size=MAX_WINDOW).decompress(data)
             else:
                 base_body = self._raw_cache.get(base, body)
                 dictionary = zstd.ZstdCompressionDict(
                     base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT
                 )
-                body = zstd.ZstdDecompressor(dict_data=dictionary).decompress(data)
+                body = zstd.ZstdDecompressor(
+                    dict_data=dictionary, max_window_size=MAX_WINDOW
+                ).decompress(data)
             self._remember(digest_i, body)
         return body
 
@@ -373,12 +394,14 @@ class Store:
             if depth >= KEYFRAME_EVERY:
                 base, depth = None, 0
         if base is None:
-            data = zstd.ZstdCompressor(level=KEYFRAME_LEVEL).compress(body)
+            # level 19 is ~0.5 s per MB: worth it once per chain, not for huge bodies
+            level = KEYFRAME_LEVEL if len(body) <= 1 << 20 else ZSTD_LEVEL + 6
+            data = zstd.ZstdCompressor(level=level).compress(body)
             codec = "zstd"
         else:
             base_body = self.raw_payload(base)
             dictionary = zstd.ZstdCompressionDict(base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT)
-            data = zstd.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary).compress(body)
+            data = _delta_compressor(dictionary, len(base_body) + len(body)).compress(body)
             codec = "zstd-delta"
         self.con.execute(
             "INSERT INTO raw_payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
