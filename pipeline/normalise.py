@@ -218,42 +218,43 @@ def normalise_items(
         for index, reason in failure_reasons(checked):
             own_reasons[fresh[index]].append(reason)
 
-    row_reasons = [list(r) for r in own_reasons]
+    duplicates: dict[int, str] = {}
     seen: set[str] = set()
-    for row, reasons in zip(rows, row_reasons, strict=True):
+    for i, row in enumerate(rows):
         mid = row["model_id"]
         if mid is None:
             continue
         if mid in seen:
-            reasons.append(f"duplicate model_id {mid!r} (the first occurrence is kept)")
+            duplicates[i] = f"duplicate model_id {mid!r} (the first occurrence is kept)"
         seen.add(mid)
 
-    quarantine = [
-        QuarantinedRow(
-            position=i,
-            model_id=rows[i]["model_id"],
-            reason="; ".join(reasons),
-            raw=json.dumps(items[i], ensure_ascii=False, default=str),
-        )
-        for i, reasons in enumerate(row_reasons)
-        if reasons
-    ]
+    quarantine = []
     valid_rows: list[dict[str, Any]] = []
     valid_hashes: list[str] = []
     new_cache: dict[str, CacheEntry] = {}
     for i, row in enumerate(rows):
+        own = own_reasons[i]
         digest = hashes[i]
-        if not own_reasons[i] and digest is None:
+        if not own and digest is None:
             digest = row_hash(row)
         mid = row["model_id"]
-        if isinstance(mid, str) and mid not in new_cache:  # the first occurrence of an id
-            new_cache[mid] = (items[i], row, digest, tuple(own_reasons[i]))
-        if row_reasons[i]:
+        if i not in duplicates and isinstance(mid, str):
+            new_cache[mid] = (items[i], row, digest, tuple(own))
+        if own or i in duplicates:
+            reasons = own + ([duplicates[i]] if i in duplicates else [])
+            quarantine.append(
+                QuarantinedRow(
+                    position=i,
+                    model_id=mid,
+                    reason="; ".join(reasons),
+                    raw=json.dumps(items[i], ensure_ascii=False, default=str),
+                )
+            )
             continue
         assert digest is not None
         valid_rows.append(row)
         valid_hashes.append(digest)
-    fresh_valid = [rows[i] for i in fresh if not row_reasons[i]]
+    fresh_valid = [rows[i] for i in fresh if not own_reasons[i] and i not in duplicates]
     return Normalised(
         rows=valid_rows,
         hashes=valid_hashes,
