@@ -21,7 +21,12 @@ def parse_json(body: bytes) -> Any:
 
 def parse(body: bytes) -> list[Any]:
     """The catalog's items; anything that is not a catalog is rejected whole."""
-    doc = parse_json(body)
+    return catalog_list(parse_json(body))
+
+
+def catalog_list(doc: Any) -> list[Any]:
+    """The `data` list of a `{"data": [...], "success": ...}` envelope (AiHubMix, new-api,
+    OpenRouter); anything else is rejected whole, quoting the upstream's message."""
     if not isinstance(doc, dict):
         raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object")
     if doc.get("success") is False:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import parse_json
+from pipeline.sources.aihubmix import catalog_list, parse_json
 
 DEFAULT_URL = "https://api.openai.com/v1/models"
 AIHUBMIX_LEGACY_URL = "https://aihubmix.com/v1/models"
@@ -46,20 +46,6 @@ def extra_fields(obj: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, 
     return {
         (f"upstream_{k}" if k in ITEM_KEYS else k): v for k, v in obj.items() if k not in dropped
     }
-
-
-def catalog_list(doc: Any) -> list[Any]:
-    """The `data` list of a catalog envelope; anything else is rejected whole (as
-    `pipeline.sources.aihubmix.parse` does, on an already parsed body)."""
-    if not isinstance(doc, dict):
-        raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object")
-    if doc.get("success") is False:
-        message = " ".join(str(doc.get("message") or "").split())
-        raise PayloadRejected(f"upstream answered success:false: {message!r}")
-    if not isinstance(doc.get("data"), list):
-        keys = ", ".join(sorted(map(str, doc))) or "none"
-        raise PayloadRejected(f"body has no 'data' list (keys: {keys})")
-    return doc["data"]
 
 
 def to_item(model: Any) -> Any:

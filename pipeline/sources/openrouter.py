@@ -16,8 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import parse_json
-from pipeline.sources.openai import catalog_list, extra_fields
+from pipeline.sources.aihubmix import catalog_list, parse_json
+from pipeline.sources.openai import extra_fields
 
 DEFAULT_URL = "https://openrouter.ai/api/v1/models"
 PRICE_UNIT = "USD per 1M tokens (converted from USD per token)"
