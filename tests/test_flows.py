@@ -217,3 +217,34 @@ def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bun
     with Store.open(db, read_only=True) as store:
         rows = dict(store.con.execute("SELECT source, outcome FROM fetch_log").fetchall())
     assert rows == {"aihubmix": "new", "broken": "failed"}
+
+
+def test_a_token_never_reaches_artifacts_logs_or_the_store(
+    harness, tmp_path, upstream, bundled, monkeypatch, caplog
+):
+    token = "mw-flow-secret-0123456789abcdef"
+    monkeypatch.setenv("MW_TEST_TOKEN", token)
+    monkeypatch.setattr(flows, "emit_event", lambda **kw: None)
+    upstream.body = bundled[2][1]
+    cfg = tmp_path / "modelwatch.toml"
+    cfg.write_text(
+        f'[[sources]]\nname = "team-a"\nkind = "aihubmix"\nurl = "{upstream.url}"\n'
+        'token_env = "MW_TEST_TOKEN"\n'
+    )
+    db = tmp_path / "token.duckdb"
+    state = flows.snapshot_catalog(
+        source="team-a",
+        db=str(db),
+        config_path=str(cfg),
+        fetch_retries=0,
+        retry_backoff=0,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert upstream.requests[-1]["Authorization"] == f"Bearer {token}"
+    texts = [
+        a.data or "" for key in ("team-a-changes", "team-a-price-changes") for a in artifacts(key)
+    ]
+    assert texts and not any(token in t for t in texts)
+    assert token not in caplog.text
+    assert token.encode() not in db.read_bytes()
