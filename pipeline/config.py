@@ -99,7 +99,7 @@ def load_config(path: Path | None = None) -> Config:
         unknown = set(entry) - {"name", "kind", "url", "schedule", "token_env"}
         if unknown:
             raise BadInput(f"{target}: sources[{i}] has unknown keys: {', '.join(sorted(unknown))}")
-        kind = entry.get("kind", entry["name"])
+        kind = str(entry.get("kind", entry["name"]))
         for key in ("kind", "url", "schedule", "token_env"):
             if key in entry and not isinstance(entry[key], str):
                 raise BadInput(f"{target}: sources[{i}].{key} must be a string")

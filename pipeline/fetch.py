@@ -27,7 +27,7 @@ from pipeline.errors import BadInput, PayloadRejected, UpstreamError
 
 log = logging.getLogger(__name__)
 
-_E = TypeVar("_E", bound=Exception)
+_E = TypeVar("_E", UpstreamError, PayloadRejected)
 
 USER_AGENT = f"modelwatch/{__version__}"
 

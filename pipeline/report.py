@@ -186,7 +186,8 @@ def snapshot_times(store: Store, source: str) -> pl.DataFrame:
 
 def frontier(store: Store, p: Period) -> pl.DataFrame:
     """Input price vs context length now and at the start of the period."""
-    then = p.since or snapshot_times(store, p.source)["observed_at"].min()
+    first = snapshot_times(store, p.source)["observed_at"].min()
+    then = p.since or (first if isinstance(first, datetime) else None)
     frames = []
     for label, at in (("start", then), ("end", p.until)):
         if at is None:
@@ -195,7 +196,7 @@ def frontier(store: Store, p: Period) -> pl.DataFrame:
         frames.append(frame.filter(pl.col("input_price").is_not_null(),
                                    pl.col("context_length").is_not_null())
                       .select("model_id", "input_price", "context_length",
-                              pl.lit(f"{label}: {iso(at)[:10]}").alias("when")))
+                              pl.lit(f"{label}: {at:%Y-%m-%d}").alias("when")))
     return pl.concat(frames) if frames else pl.DataFrame()
 
 

@@ -188,13 +188,12 @@ def create_app(
             if bad:
                 raise BadInput(bad)
             params = _params(request)
-            unknown = sorted(set(params) - set(API_PARAMS))
             as_of = params.get("as_of", "").strip()
             when = parse_time(as_of, name="as_of") if as_of else None
             src = params.get("source", "").strip() or source
         except ModelwatchError as exc:
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
-        del unknown  # extra parameters are ignored, as upstream does
+        # parameters other than API_PARAMS are ignored, as upstream does
 
         def compute(s: Store) -> _Answer:
             try:

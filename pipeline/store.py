@@ -362,7 +362,7 @@ class Store:
             if codec == "zstd":
                 body = zstd.ZstdDecompressor(max_window_size=MAX_WINDOW).decompress(data)
             else:
-                base_body = self._raw_cache.get(base, body)
+                base_body = self._raw_cache.get(base, body) if base else body
                 dictionary = zstd.ZstdCompressionDict(
                     base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT
                 )
@@ -518,7 +518,9 @@ class Store:
         result = IngestResult(
             source=source, fetched_at=fetched_at, outcome="new", content_hash=digest
         )
-        log_args = {"url": url, "http_status": http_status, "etag": etag, "max_age": max_age}
+        log_args: dict[str, Any] = {
+            "url": url, "http_status": http_status, "etag": etag, "max_age": max_age
+        }
 
         # only a fetch no newer than the newest stored can be a repeat (a replay re-run)
         if (state.newest is None or fetched_at <= state.newest) and self._one(
@@ -704,7 +706,7 @@ class Store:
         frame = self.frame("SELECT * FROM catalog_as_of($src, $ts)", {"src": source, "ts": as_of})
         from pipeline.record import SCHEMA
 
-        return frame.cast(SCHEMA) if frame.height else pl.DataFrame(schema=SCHEMA)
+        return frame.cast(pl.Schema(SCHEMA)) if frame.height else pl.DataFrame(schema=SCHEMA)
 
     def sources(self) -> list[str]:
         return [
