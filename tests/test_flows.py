@@ -248,3 +248,17 @@ def test_a_token_never_reaches_artifacts_logs_or_the_store(
     assert texts and not any(token in t for t in texts)
     assert token not in caplog.text
     assert token.encode() not in db.read_bytes()
+
+
+def test_staleness_check_emits_an_event_per_stale_source(tmp_path, monkeypatch):
+    events = []
+    monkeypatch.setattr(flows, "emit_event", lambda **kw: events.append(kw))
+    db = tmp_path / "stale.duckdb"
+    with Store.open(db) as store:  # last success long ago
+        store.ingest(json.dumps({"data": [{"model_id": "a"}]}).encode(), source="aihubmix",
+                     fetched_at=datetime(2026, 1, 1))
+    stale = flows.check_staleness.fn(db=str(db))
+    assert stale == ["aihubmix"]
+    assert [(e["event"], e["resource"]["prefect.resource.id"]) for e in events] == [
+        ("modelwatch.source.stale", "modelwatch.source.aihubmix")]
+    assert events[0]["payload"]["last_success"] == "2026-01-01T00:00:00"
