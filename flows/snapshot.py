@@ -226,8 +226,9 @@ def snapshot_catalog(
         raise
     result = store_task(path, plan, response, accept_mass_removal)
     counts = report_task(path, result)
-    if report_path and result.outcome == "new":
-        html_report_task(path, source, report_path)
+    report_to = report_path or config.report
+    if report_to and result.outcome == "new":
+        html_report_task(path, source, report_to)
     logger.info("%s: %s", source, counts)
     if result.outcome in ("rejected", "suspect"):
         _fail_event(source, result.outcome, result.error or "")

@@ -2,6 +2,7 @@
 
     [defaults]
     db = "data/catalog.duckdb"
+    report = "data/report.html"   # optional: rewritten after each run that changed something
 
     [[sources]]
     name = "aihubmix"            # the source's name in the history
@@ -56,6 +57,7 @@ class SourceConfig:
 class Config:
     sources: list[SourceConfig] = field(default_factory=list)
     db: str | None = None
+    report: str | None = None  # rewrite this HTML report after runs that change something
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -116,4 +118,5 @@ def load_config(path: Path | None = None) -> Config:
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise BadInput(f"{target}: source names repeat: {', '.join(names)}")
-    return Config(sources=sources, db=doc.get("defaults", {}).get("db"))
+    defaults = doc.get("defaults", {})
+    return Config(sources=sources, db=defaults.get("db"), report=defaults.get("report"))

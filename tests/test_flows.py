@@ -227,7 +227,9 @@ def test_a_token_never_reaches_artifacts_logs_or_the_store(
     monkeypatch.setattr(flows, "emit_event", lambda **kw: None)
     upstream.body = bundled[2][1]
     cfg = tmp_path / "modelwatch.toml"
+    report = tmp_path / "from-config.html"
     cfg.write_text(
+        f'[defaults]\nreport = "{report}"\n\n'
         f'[[sources]]\nname = "team-a"\nkind = "aihubmix"\nurl = "{upstream.url}"\n'
         'token_env = "MW_TEST_TOKEN"\n'
     )
@@ -248,6 +250,7 @@ def test_a_token_never_reaches_artifacts_logs_or_the_store(
     assert texts and not any(token in t for t in texts)
     assert token not in caplog.text
     assert token.encode() not in db.read_bytes()
+    assert token not in report.read_text()  # the report set in the config was written
 
 
 def test_staleness_check_emits_an_event_per_stale_source(tmp_path, monkeypatch):
