@@ -192,13 +192,7 @@ def measure_naive(history: History, path: Path) -> dict[str, Any]:
             frame = normalise_items(doc["data"], source=SOURCE).frame.with_columns(
                 pl.lit(fetched_at, dtype=pl.Datetime("us")).alias("fetched_at"))
             t1 = time.perf_counter()
-            con.register("_snapshot", frame)
-            try:
-                if index == 0:
-                    con.execute("CREATE TABLE snapshot_rows AS SELECT * FROM _snapshot LIMIT 0")
-                con.execute("INSERT INTO snapshot_rows SELECT * FROM _snapshot")
-            finally:
-                con.unregister("_snapshot")
+            append_rows(con, frame, create=index == 0)
             insert_times.append(_ms(t1))
             times.append(_ms(t0))
             rows += frame.height
@@ -214,6 +208,17 @@ def _git_env() -> dict[str, str]:
     env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
                 "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
     return env
+
+
+def append_rows(con: Any, frame: pl.DataFrame, *, create: bool) -> None:
+    """The naive loader's one step: every row of a snapshot appended to one table."""
+    con.register("_snapshot", frame)
+    try:
+        if create:
+            con.execute("CREATE TABLE snapshot_rows AS SELECT * FROM _snapshot LIMIT 0")
+        con.execute("INSERT INTO snapshot_rows SELECT * FROM _snapshot")
+    finally:
+        con.unregister("_snapshot")
 
 
 def measure_git(history: History, repo: Path) -> dict[str, Any]:

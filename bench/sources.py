@@ -34,7 +34,17 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from bench.ingest import _fresh, _jsonable, _ms, _ratio, _stats, db_bytes, machine, measure_git
+from bench.ingest import (
+    _fresh,
+    _jsonable,
+    _ms,
+    _ratio,
+    _stats,
+    append_rows,
+    db_bytes,
+    machine,
+    measure_git,
+)
 from pipeline.jobs import read_payload
 from pipeline.normalise import normalise_items
 from pipeline.sources import get_source
@@ -139,13 +149,7 @@ def measure_naive(source: str, history: History, path: Path) -> dict[str, Any]:
             frame = normalise_items(
                 spec.parse(body), source=source, price_multiplier=spec.price_multiplier
             ).frame.with_columns(pl.lit(fetched_at, dtype=pl.Datetime("us")).alias("fetched_at"))
-            con.register("_snapshot", frame)
-            try:
-                if index == 0:
-                    con.execute("CREATE TABLE snapshot_rows AS SELECT * FROM _snapshot LIMIT 0")
-                con.execute("INSERT INTO snapshot_rows SELECT * FROM _snapshot")
-            finally:
-                con.unregister("_snapshot")
+            append_rows(con, frame, create=index == 0)
             times.append(_ms(t0))
             rows += frame.height
     finally:
