@@ -21,7 +21,6 @@ import contextlib
 import cProfile
 import io
 import json
-import math
 import os
 import pstats
 import shutil
@@ -38,6 +37,9 @@ import duckdb
 import polars as pl
 
 from bench import report
+from bench.report import ms as _ms
+from bench.report import ratio as _ratio
+from bench.report import stats as _stats
 from bench.synthetic import catalog_history
 from pipeline.jobs import payload_files, read_payload
 from pipeline.normalise import normalise_items
@@ -51,32 +53,12 @@ History = Sequence[tuple[datetime, bytes]]
 
 
 # -- small helpers -----------------------------------------------------------------------
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
-def _stats(values: Sequence[float]) -> dict[str, float | int | None]:
-    return {
-        "count": len(values),
-        "median": statistics.median(values) if values else None,
-        "p95": _percentile(values, 95),
-        "mean": statistics.fmean(values) if values else None,
-    }
 
 
-def _ratio(value: float | None, baseline: float | None) -> float | None:
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
 
 
 def db_bytes(path: Path) -> dict[str, int]:

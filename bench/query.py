@@ -23,7 +23,6 @@ import argparse
 import cProfile
 import io
 import json
-import math
 import os
 import pstats
 import random
@@ -33,7 +32,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,9 @@ import duckdb
 import polars as pl
 
 from bench import report
+from bench.report import ms as _ms
+from bench.report import ratio as _ratio
+from bench.report import stats as _stats
 from bench.synthetic import START, catalog_history
 from pipeline import query
 from pipeline.record import SCHEMA
@@ -65,32 +66,12 @@ HEADLINE = "llm+tools, by price desc"
 
 
 # -- small helpers -----------------------------------------------------------------------
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "count": len(values),
-        "median": statistics.median(values) if values else None,
-        "p95": _percentile(values, 95),
-        "mean": statistics.fmean(values) if values else None,
-        "min": min(values) if values else None,
-    }
 
 
-def _ratio(value: float | None, baseline: float | None) -> float | None:
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
 
 
 def _remove(path: Path) -> None:

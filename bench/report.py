@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +123,30 @@ def machine_line(m: dict[str, Any]) -> str:
         if load else "load average unknown",
     ]
     return "Machine: " + "; ".join(str(p) for p in parts if p) + "."
+
+
+# -- measurements --------------------------------------------------------------------------
+def ms(start: float) -> float:
+    """Milliseconds since a `time.perf_counter()` reading."""
+    return (time.perf_counter() - start) * 1000
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def stats(values: Sequence[float]) -> dict[str, Any]:
+    return {
+        "count": len(values),
+        "median": statistics.median(values) if values else None,
+        "p95": percentile(values, 95),
+        "mean": statistics.fmean(values) if values else None,
+        "min": min(values) if values else None,
+    }
 
 
 # -- tables ------------------------------------------------------------------------------

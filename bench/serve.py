@@ -36,7 +36,6 @@ import cProfile
 import importlib.metadata
 import io
 import json
-import math
 import os
 import pstats
 import re
@@ -57,6 +56,8 @@ from typing import Any
 import httpx
 
 from bench import report
+from bench.report import percentile as _percentile
+from bench.report import ratio as _ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -269,12 +270,6 @@ class Server:
 
 
 # -- load generators -----------------------------------------------------------------------
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 async def _httpx_load(url: str, headers: dict[str, str], *, status: int, length: int,
@@ -486,10 +481,6 @@ def measure(server: Server, generator: str, body: dict[str, Any], *, duration: f
     return {"generator": generator, "scenarios": scenarios, "ratios": ratios}
 
 
-def _ratio(value: float | None, baseline: float | None) -> float | None:
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
 
 
 async def _sequential(base: str, paths: Sequence[str]) -> list[dict[str, Any]]:

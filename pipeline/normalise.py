@@ -54,7 +54,6 @@ class Normalised:
     hashes: list[str]  # row_hash of each valid row
     quarantine: list[QuarantinedRow]
     unknown_values: dict[str, list[str]] = field(default_factory=dict)
-    total_rows: int = 0
     # model_id -> (upstream item, record, row_hash, its own faults): lets the next
     # snapshot skip re-normalising and re-validating items that did not change
     cache: dict[str, Any] = field(default_factory=dict)
@@ -260,7 +259,6 @@ def normalise_items(
         hashes=valid_hashes,
         quarantine=quarantine,
         unknown_values=unknown_values(fresh_valid),
-        total_rows=len(items),
         cache=new_cache,
     )
 

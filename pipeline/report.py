@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +393,3 @@ def write_report(store: Store, out: Path, **kwargs: Any) -> Path:
     out.write_text(build_report(store, **kwargs), encoding="utf-8")
     return out
 
-
-def default_period_start(until: datetime, days: int = 90) -> datetime:
-    return until - timedelta(days=days)

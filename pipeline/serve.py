@@ -109,13 +109,22 @@ class Mirror:
                 stats.append(None)
         return tuple(stats)
 
+    def cached(self, full_key: tuple[Any, ...]) -> _Answer | None:
+        """The answer stored under (version, *key), if any: no lock, no thread hop."""
+        return self._cache.get(full_key)
+
+    def remember(self, full_key: tuple[Any, ...], answer: _Answer) -> None:
+        with self._lock:
+            self._cache[full_key] = answer
+            self._cache.move_to_end(full_key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
     def answer(self, key: tuple[Any, ...], compute: Callable[[Store], _Answer]) -> _Answer:
         full_key = (self.version(), *key)
-        with self._lock:
-            hit = self._cache.get(full_key)
-            if hit is not None:
-                self._cache.move_to_end(full_key)
-                return hit
+        hit = self.cached(full_key)
+        if hit is not None:
+            return hit
         if self.store is not None:
             result = compute(self.store)
         else:
@@ -123,10 +132,7 @@ class Mirror:
                 raise BadInput(f"database {str(self.path)!r} does not exist")
             with Store.open(self.path, read_only=True, lock_timeout=5.0) as store:
                 result = compute(store)
-        with self._lock:
-            self._cache[full_key] = result
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self.remember(full_key, result)
         return result
 
 
@@ -180,7 +186,7 @@ def create_app(
 
         # a repeated request: the same raw query against the same database version
         raw_key = (mirror.version(), "raw", request.scope.get("query_string", b""))
-        hit = mirror._cache.get(raw_key)
+        hit = mirror.cached(raw_key)
         if hit is not None:
             return _send(request, hit)
         try:
@@ -206,8 +212,7 @@ def create_app(
         key = ("api", src, when, *(params.get(k) for k in QUERY_PARAMS))
         answer = await _run(mirror, key, compute)
         if answer.status in (200, 400):
-            with mirror._lock:
-                mirror._cache[raw_key] = answer
+            mirror.remember(raw_key, answer)
         return _send(request, answer)
 
     async def legacy_models(request: Request) -> Response:
@@ -276,7 +281,7 @@ async def _run(
 
     try:
         full_key = (mirror.version(), *key)
-        hit = mirror._cache.get(full_key)
+        hit = mirror.cached(full_key)
         if hit is not None:
             return hit
         return await run_in_threadpool(mirror.answer, key, compute)

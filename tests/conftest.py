@@ -1,4 +1,5 @@
 import gzip
+import math
 import os
 import subprocess
 import sys
@@ -36,6 +37,32 @@ def bundled() -> list[tuple[datetime, bytes]]:
     from pipeline.jobs import payload_files
 
     return [(t, gzip.decompress(p.read_bytes())) for t, p in payload_files(HISTORY)]
+
+
+# a normalised record's values when the upstream item gives only an id
+EMPTY_RECORD = {
+    "description": "",
+    "types": [],
+    "features": [],
+    "input_modalities": [],
+    "max_output": None,
+    "context_length": None,
+    "input_price": None,
+    "output_price": None,
+    "cache_read_price": None,
+    "cache_write_price": None,
+    "extra": None,
+}
+
+
+def positive(value: object) -> bool:
+    """A real, finite, positive number (benchmark figures must be)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def doc(name: str) -> bytes:

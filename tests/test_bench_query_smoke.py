@@ -6,12 +6,13 @@ No timing asserts: only that every figure is there, positive and finite.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import positive as _positive
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `bench` is a folder of the repo, not an installed package
@@ -20,11 +21,6 @@ if str(ROOT) not in sys.path:  # `bench` is a folder of the repo, not an install
 from bench import query as bench_query  # noqa: E402
 
 SMALL = {"models": 30, "days": 3, "polls_per_day": 24, "changes_per_day": 3}
-
-
-def _positive(value: object) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
 
 
 @pytest.fixture(scope="module")

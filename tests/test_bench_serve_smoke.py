@@ -7,12 +7,13 @@ that the server process was stopped.
 from __future__ import annotations
 
 import json
-import math
 import socket
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import positive as _positive
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `bench` is a folder of the repo, not an installed package
@@ -37,11 +38,6 @@ Running 5s test @ http://127.0.0.1:8000/static
 Requests/sec:   2823.35
 Transfer/sec:      1.25GB
 """
-
-
-def _positive(value: object) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
 from bench import ingest
 from bench.synthetic import catalog_history
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+from tests.conftest import positive as _positive
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,12 @@ No timing asserts: it runs, its figures are consistent, and it writes its report
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from bench import sources as bench_sources
 from tests.conftest import DATA
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+from tests.conftest import positive as _positive
 
 
 @pytest.fixture(scope="module")

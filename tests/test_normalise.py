@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.normalise import normalise_items
 from pipeline.sources.aihubmix import parse
-from tests.conftest import doc
+from tests.conftest import EMPTY_RECORD, doc
 
 
 def one(item):
@@ -21,19 +21,7 @@ def one(item):
     }
 
 
-BASE = {
-    "description": "",
-    "types": [],
-    "features": [],
-    "input_modalities": [],
-    "max_output": None,
-    "context_length": None,
-    "input_price": None,
-    "output_price": None,
-    "cache_read_price": None,
-    "cache_write_price": None,
-    "extra": None,
-}
+BASE = EMPTY_RECORD
 
 
 @pytest.mark.parametrize(

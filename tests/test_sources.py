@@ -25,7 +25,7 @@ from pipeline.jobs import payload_files, replay, snapshot
 from pipeline.normalise import normalise_items
 from pipeline.sources import get_source, source_names
 from pipeline.store import Store
-from tests.conftest import DATA, run_cli
+from tests.conftest import DATA, EMPTY_RECORD, run_cli
 
 PRICE_COLUMNS = ("input_price", "output_price", "cache_read_price", "cache_write_price")
 Row = tuple[str, float | None, float | None, float | None, float | None]
@@ -185,17 +185,8 @@ def openrouter_payload(**fields: Any) -> dict[str, Any]:
     return {"data": [{"id": "v/m", **fields}]}
 
 
-BARE = {
-    "types": [],
-    "features": [],
-    "input_modalities": [],
-    "max_output": None,
-    "context_length": None,
-    "input_price": None,
-    "output_price": None,
-    "cache_read_price": None,
-    "cache_write_price": None,
-}
+# the record with no description or extra: each adapter sets those its own way
+BARE = {k: v for k, v in EMPTY_RECORD.items() if k not in ("description", "extra")}
 
 
 @pytest.mark.parametrize(
