@@ -41,7 +41,7 @@ from bench.report import ms as _ms
 from bench.report import ratio as _ratio
 from bench.report import stats as _stats
 from bench.synthetic import catalog_history
-from pipeline.jobs import payload_files, read_payload
+from pipeline.ingest import ingest, payload_files, read_payload
 from pipeline.normalise import normalise_items
 from pipeline.store import Store
 
@@ -53,12 +53,6 @@ History = Sequence[tuple[datetime, bytes]]
 
 
 # -- small helpers -----------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def db_bytes(path: Path) -> dict[str, int]:
@@ -73,16 +67,24 @@ def db_bytes(path: Path) -> dict[str, int]:
         con.close()
     wal = Path(f"{path}.wal")
     total = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
-    return {"bytes": total, "used_bytes": int(block_size) * int(used),
-            "free_bytes": int(block_size) * int(free), "block_size": int(block_size)}
+    return {
+        "bytes": total,
+        "used_bytes": int(block_size) * int(used),
+        "free_bytes": int(block_size) * int(free),
+        "block_size": int(block_size),
+    }
 
 
 def _table_blocks(path: Path) -> dict[str, dict[str, int]]:
     """Rows and storage blocks of each table of a DuckDB file: where the bytes go."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() ORDER BY table_name"
+            ).fetchall()
+        ]
         out = {}
         for table in tables:
             rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
@@ -90,7 +92,8 @@ def _table_blocks(path: Path) -> dict[str, dict[str, int]]:
                 "SELECT count(DISTINCT b) FROM ("
                 " SELECT block_id AS b FROM pragma_storage_info($t) WHERE block_id >= 0"
                 " UNION ALL SELECT unnest(additional_block_ids) FROM pragma_storage_info($t))",
-                {"t": table}).fetchall()[0][0]
+                {"t": table},
+            ).fetchall()[0][0]
             out[table] = {"rows": int(rows), "blocks": int(blocks)}
         return out
     finally:
@@ -115,8 +118,9 @@ def _fresh(path: Path) -> Path:
 
 
 # -- measurements ------------------------------------------------------------------------
-def measure_store(history: History, path: Path, *, accept_mass_removal: bool = False
-                  ) -> dict[str, Any]:
+def measure_store(
+    history: History, path: Path, *, accept_mass_removal: bool = False
+) -> dict[str, Any]:
     """Ingest every poll into a fresh DuckDB file, timing each `ingest` call."""
     _fresh(path)
     times: dict[str, list[float]] = {}
@@ -126,8 +130,13 @@ def measure_store(history: History, path: Path, *, accept_mass_removal: bool = F
     with Store.open(path) as store:
         for index, (fetched_at, body) in enumerate(history):
             t0 = time.perf_counter()
-            result = store.ingest(body, source=SOURCE, fetched_at=fetched_at,
-                                  accept_mass_removal=accept_mass_removal)
+            result = ingest(
+                store,
+                body,
+                source=SOURCE,
+                fetched_at=fetched_at,
+                accept_mass_removal=accept_mass_removal,
+            )
             elapsed = _ms(t0)
             all_ms.append(elapsed)
             if index == 0:
@@ -172,7 +181,8 @@ def measure_naive(history: History, path: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             doc = json.loads(body)
             frame = normalise_items(doc["data"], source=SOURCE).frame.with_columns(
-                pl.lit(fetched_at, dtype=pl.Datetime("us")).alias("fetched_at"))
+                pl.lit(fetched_at, dtype=pl.Datetime("us")).alias("fetched_at")
+            )
             t1 = time.perf_counter()
             append_rows(con, frame, create=index == 0)
             insert_times.append(_ms(t1))
@@ -180,15 +190,20 @@ def measure_naive(history: History, path: Path) -> dict[str, Any]:
             rows += frame.height
     finally:
         con.close()
-    return {"ms": _stats(times), "insert_ms": _stats(insert_times), "rows": rows,
-            **db_bytes(path)}
+    return {"ms": _stats(times), "insert_ms": _stats(insert_times), "rows": rows, **db_bytes(path)}
 
 
 def _git_env() -> dict[str, str]:
     # no user or system config: gc settings would change the pack
     env = dict(os.environ)
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+        }
+    )
     return env
 
 
@@ -213,14 +228,18 @@ def measure_git(history: History, repo: Path) -> dict[str, Any]:
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
     try:
-        subprocess.run([git, "init", "-q", str(repo)], check=True, env=env,
-                       capture_output=True)
-        version = subprocess.run([git, "--version"], check=True, env=env, capture_output=True,
-                                 text=True).stdout.strip()
+        subprocess.run([git, "init", "-q", str(repo)], check=True, env=env, capture_output=True)
+        version = subprocess.run(
+            [git, "--version"], check=True, env=env, capture_output=True, text=True
+        ).stdout.strip()
         started = time.perf_counter()
         with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen([git, "-C", str(repo), "fast-import", "--quiet"],
-                                    stdin=subprocess.PIPE, stderr=errors, env=env)
+            proc = subprocess.Popen(
+                [git, "-C", str(repo), "fast-import", "--quiet"],
+                stdin=subprocess.PIPE,
+                stderr=errors,
+                env=env,
+            )
             assert proc.stdin is not None
             commits = 0
             previous: bytes | None = None
@@ -245,14 +264,23 @@ def measure_git(history: History, repo: Path) -> dict[str, Any]:
                 proc.wait()
             if proc.returncode != 0:
                 errors.seek(0)
-                raise subprocess.CalledProcessError(proc.returncode, "git fast-import",
-                                                    stderr=errors.read())
+                raise subprocess.CalledProcessError(
+                    proc.returncode, "git fast-import", stderr=errors.read()
+                )
         import_s = time.perf_counter() - started
-        subprocess.run([git, "-C", str(repo), "symbolic-ref", "HEAD", "refs/heads/main"],
-                       check=True, env=env, capture_output=True)
+        subprocess.run(
+            [git, "-C", str(repo), "symbolic-ref", "HEAD", "refs/heads/main"],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         started = time.perf_counter()
-        subprocess.run([git, "-C", str(repo), "gc", "--aggressive", "--prune=now", "-q"],
-                       check=True, env=env, capture_output=True)
+        subprocess.run(
+            [git, "-C", str(repo), "gc", "--aggressive", "--prune=now", "-q"],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         gc_s = time.perf_counter() - started
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", None)
@@ -272,8 +300,9 @@ def measure_git(history: History, repo: Path) -> dict[str, Any]:
     }
 
 
-def profile_store(history: History, path: Path, *, top: int = 25,
-                  accept_mass_removal: bool = False) -> str:
+def profile_store(
+    history: History, path: Path, *, top: int = 25, accept_mass_removal: bool = False
+) -> str:
     """cProfile of `Store.ingest` over the changed polls only (not the first load)."""
     _fresh(path)
     profiler = cProfile.Profile()
@@ -284,8 +313,13 @@ def profile_store(history: History, path: Path, *, top: int = 25,
             previous = body
             if changed:
                 profiler.enable()
-            store.ingest(body, source=SOURCE, fetched_at=fetched_at,
-                         accept_mass_removal=accept_mass_removal)
+            ingest(
+                store,
+                body,
+                source=SOURCE,
+                fetched_at=fetched_at,
+                accept_mass_removal=accept_mass_removal,
+            )
             if changed:
                 profiler.disable()
     out = io.StringIO()
@@ -296,13 +330,15 @@ def profile_store(history: History, path: Path, *, top: int = 25,
 
 
 # -- one history -------------------------------------------------------------------------
-def measure_history(name: str, history: History, workdir: Path, *,
-                    accept_mass_removal: bool = False) -> dict[str, Any]:
+def measure_history(
+    name: str, history: History, workdir: Path, *, accept_mass_removal: bool = False
+) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     sizes = [len(body) for _, body in history]
     distinct = len({body for _, body in history})
-    store = measure_store(history, workdir / f"{name}-store.duckdb",
-                          accept_mass_removal=accept_mass_removal)
+    store = measure_store(
+        history, workdir / f"{name}-store.duckdb", accept_mass_removal=accept_mass_removal
+    )
     floor = measure_json_floor(history)
     naive = measure_naive(history, workdir / f"{name}-naive.duckdb")
     git = measure_git(history, workdir / f"{name}-git")
@@ -322,14 +358,16 @@ def measure_history(name: str, history: History, workdir: Path, *,
     met = {
         "changed_ms": None if changed is None else changed <= TARGETS["changed_ms"],
         "unchanged_ms": None if unchanged is None else unchanged <= TARGETS["unchanged_ms"],
-        "store_vs_git_bytes": (None if ratios["store_vs_git_bytes"] is None
-                               else ratios["store_vs_git_bytes"] <= TARGETS["store_vs_git_bytes"]),
+        "store_vs_git_bytes": (
+            None
+            if ratios["store_vs_git_bytes"] is None
+            else ratios["store_vs_git_bytes"] <= TARGETS["store_vs_git_bytes"]
+        ),
     }
     return {
         "polls": len(history),
         "distinct_payloads": distinct,
-        "payload_bytes": {"mean": statistics.fmean(sizes) if sizes else 0,
-                          "total": sum(sizes)},
+        "payload_bytes": {"mean": statistics.fmean(sizes) if sizes else 0, "total": sum(sizes)},
         "store": store,
         "json_floor": floor,
         "naive": naive,
@@ -340,46 +378,114 @@ def measure_history(name: str, history: History, workdir: Path, *,
     }
 
 
-def _row(figure: str, value: float | None, unit: str, baseline: float | None = None,
-         baseline_name: str = "", target: str = "", met: bool | None = None) -> dict[str, Any]:
-    return {"figure": figure, "value": value, "unit": unit, "baseline": baseline,
-            "baseline_name": baseline_name, "ratio": _ratio(value, baseline),
-            "target": target, "met": met}
+def _row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    baseline: float | None = None,
+    baseline_name: str = "",
+    target: str = "",
+    met: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": _ratio(value, baseline),
+        "target": target,
+        "met": met,
+    }
 
 
-def _rows(name: str, store: dict[str, Any], floor: dict[str, Any], naive: dict[str, Any],
-          git: dict[str, Any], ratios: dict[str, Any], met: dict[str, Any]
-          ) -> list[dict[str, Any]]:
+def _rows(
+    name: str,
+    store: dict[str, Any],
+    floor: dict[str, Any],
+    naive: dict[str, Any],
+    git: dict[str, Any],
+    ratios: dict[str, Any],
+    met: dict[str, Any],
+) -> list[dict[str, Any]]:
     git_bytes = git.get("pack_bytes") if git.get("available") else None
     git_name = "git gc --aggressive pack" if git_bytes is not None else "git: unavailable"
     floor_ms = floor["ms"]["median"]
     return [
-        _row(f"{name}: ms per changed poll, median ({store['changed_ms']['count']} polls)",
-             store["changed_ms"]["median"], "ms", floor_ms, "json.loads, median",
-             f"<= {TARGETS['changed_ms']:g} ms", met["changed_ms"]),
-        _row(f"{name}: ms per changed poll, p95", store["changed_ms"]["p95"], "ms",
-             floor["ms"]["p95"], "json.loads, p95"),
-        _row(f"{name}: ms per changed poll vs naive append", store["changed_ms"]["median"], "ms",
-             naive["ms"]["median"], "naive append, median"),
-        _row(f"{name}: ms per unchanged poll, median ({store['unchanged_ms']['count']} polls)",
-             store["unchanged_ms"]["median"], "ms", floor_ms, "json.loads, median",
-             f"<= {TARGETS['unchanged_ms']:g} ms", met["unchanged_ms"]),
-        _row(f"{name}: ms per unchanged poll, p95", store["unchanged_ms"]["p95"], "ms",
-             floor["ms"]["p95"], "json.loads, p95"),
-        _row(f"{name}: ms first load", store["initial_ms"], "ms", floor_ms,
-             "json.loads, median"),
-        _row(f"{name}: ms per poll, mean of all", store["all_ms"]["mean"], "ms",
-             naive["ms"]["mean"], "naive append, mean"),
-        _row(f"{name}: store bytes vs git", store["bytes"], "B", git_bytes, git_name,
-             "<= 1x git pack", met["store_vs_git_bytes"]),
-        _row(f"{name}: store bytes in use vs git", store["used_bytes"], "B", git_bytes,
-             git_name),
+        _row(
+            f"{name}: ms per changed poll, median ({store['changed_ms']['count']} polls)",
+            store["changed_ms"]["median"],
+            "ms",
+            floor_ms,
+            "json.loads, median",
+            f"<= {TARGETS['changed_ms']:g} ms",
+            met["changed_ms"],
+        ),
+        _row(
+            f"{name}: ms per changed poll, p95",
+            store["changed_ms"]["p95"],
+            "ms",
+            floor["ms"]["p95"],
+            "json.loads, p95",
+        ),
+        _row(
+            f"{name}: ms per changed poll vs naive append",
+            store["changed_ms"]["median"],
+            "ms",
+            naive["ms"]["median"],
+            "naive append, median",
+        ),
+        _row(
+            f"{name}: ms per unchanged poll, median ({store['unchanged_ms']['count']} polls)",
+            store["unchanged_ms"]["median"],
+            "ms",
+            floor_ms,
+            "json.loads, median",
+            f"<= {TARGETS['unchanged_ms']:g} ms",
+            met["unchanged_ms"],
+        ),
+        _row(
+            f"{name}: ms per unchanged poll, p95",
+            store["unchanged_ms"]["p95"],
+            "ms",
+            floor["ms"]["p95"],
+            "json.loads, p95",
+        ),
+        _row(f"{name}: ms first load", store["initial_ms"], "ms", floor_ms, "json.loads, median"),
+        _row(
+            f"{name}: ms per poll, mean of all",
+            store["all_ms"]["mean"],
+            "ms",
+            naive["ms"]["mean"],
+            "naive append, mean",
+        ),
+        _row(
+            f"{name}: store bytes vs git",
+            store["bytes"],
+            "B",
+            git_bytes,
+            git_name,
+            "<= 1x git pack",
+            met["store_vs_git_bytes"],
+        ),
+        _row(f"{name}: store bytes in use vs git", store["used_bytes"], "B", git_bytes, git_name),
         # like for like: both hold every distinct payload, and nothing else
-        _row(f"{name}: raw payload archive vs git", store["summary"]["raw_stored_bytes"], "B",
-             git_bytes, git_name, "<= 1x git pack",
-             git_bytes is not None and store["summary"]["raw_stored_bytes"] <= git_bytes),
-        _row(f"{name}: store bytes vs naive append", store["bytes"], "B", naive["bytes"],
-             "naive append file"),
+        _row(
+            f"{name}: raw payload archive vs git",
+            store["summary"]["raw_stored_bytes"],
+            "B",
+            git_bytes,
+            git_name,
+            "<= 1x git pack",
+            git_bytes is not None and store["summary"]["raw_stored_bytes"] <= git_bytes,
+        ),
+        _row(
+            f"{name}: store bytes vs naive append",
+            store["bytes"],
+            "B",
+            naive["bytes"],
+            "naive append file",
+        ),
     ]
 
 
@@ -392,15 +498,28 @@ def bundled_history(directory: Path = BUNDLED_DIR) -> list[tuple[datetime, bytes
     return [(at, read_payload(path)) for at, path in payload_files(directory)]
 
 
-def run(*, models: int = 1000, polls: int = 1000, workdir: Path, bundled: bool = True,
-        change_rate: float = 0.01, changed_poll_share: float = 0.3, seed: int = 0
-        ) -> dict[str, Any]:
+def run(
+    *,
+    models: int = 1000,
+    polls: int = 1000,
+    workdir: Path,
+    bundled: bool = True,
+    change_rate: float = 0.01,
+    changed_poll_share: float = 0.3,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Run the benchmark; `workdir` receives the DuckDB files and git repositories."""
     started = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    config = {"models": models, "polls": polls, "change_rate": change_rate,
-              "changed_poll_share": changed_poll_share, "seed": seed, "bundled": bundled}
+    config = {
+        "models": models,
+        "polls": polls,
+        "change_rate": change_rate,
+        "changed_poll_share": changed_poll_share,
+        "seed": seed,
+        "bundled": bundled,
+    }
     result: dict[str, Any] = {
         "generated_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -411,11 +530,13 @@ def run(*, models: int = 1000, polls: int = 1000, workdir: Path, bundled: bool =
     result["synthetic"] = measure_history("synthetic", synthetic, workdir)
     del synthetic
     if bundled:
-        result["bundled"] = measure_history("bundled", bundled_history(), workdir,
-                                            accept_mass_removal=True)
+        result["bundled"] = measure_history(
+            "bundled", bundled_history(), workdir, accept_mass_removal=True
+        )
     git = result["synthetic"]["git"]
     result["machine"]["git"] = git.get("version") if git.get("available") else None
-    result["rows"] = [row for key in ("synthetic", "bundled") if key in result
-                      for row in result[key].pop("rows")]
+    result["rows"] = [
+        row for key in ("synthetic", "bundled") if key in result for row in result[key].pop("rows")
+    ]
     result["elapsed_seconds"] = time.perf_counter() - started
     return result

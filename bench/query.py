@@ -40,13 +40,14 @@ import duckdb
 import polars as pl
 
 from bench import report
+from pipeline.ingest import ingest
 from bench.report import ms as _ms
 from bench.report import ratio as _ratio
 from bench.report import stats as _stats
 from bench.synthetic import START, catalog_history
 from pipeline import query
-from pipeline.record import SCHEMA
 from pipeline.store import Store
+from schemas.record import SCHEMA
 
 SOURCE = "aihubmix"
 BUILD_VERSION = 1  # bump when the recipe below changes: cached stores are then rebuilt
@@ -58,20 +59,18 @@ DEFAULT_WORKDIR = DEFAULT_OUT / "query-work"
 
 # realistic `/api/v1/models` questions: a filtered, price-sorted list and a fuzzy id search
 COMBOS: dict[str, dict[str, str]] = {
-    "llm+tools, by price desc": {"type": "llm", "features": "tools", "sort_by": "model_ratio",
-                                 "sort_order": "desc"},
+    "llm+tools, by price desc": {
+        "type": "llm",
+        "features": "tools",
+        "sort_by": "model_ratio",
+        "sort_order": "desc",
+    },
     "fuzzy model='claude sonnet'": {"model": "claude sonnet"},
 }
 HEADLINE = "llm+tools, by price desc"
 
 
 # -- small helpers -----------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def _remove(path: Path) -> None:
@@ -86,18 +85,30 @@ def _file_bytes(path: Path) -> int:
 
 
 # -- building the year -------------------------------------------------------------------
-def _config(models: int, days: int, polls_per_day: int, changes_per_day: int,
-            seed: int) -> dict[str, Any]:
-    return {"models": models, "days": days, "polls_per_day": polls_per_day,
-            "changes_per_day": changes_per_day, "seed": seed, "polls": days * polls_per_day,
-            "build_version": BUILD_VERSION}
+def _config(
+    models: int, days: int, polls_per_day: int, changes_per_day: int, seed: int
+) -> dict[str, Any]:
+    return {
+        "models": models,
+        "days": days,
+        "polls_per_day": polls_per_day,
+        "changes_per_day": changes_per_day,
+        "seed": seed,
+        "polls": days * polls_per_day,
+        "build_version": BUILD_VERSION,
+    }
 
 
 def _paths(workdir: Path, config: dict[str, Any]) -> tuple[Path, Path, Path]:
-    key = (f"{config['models']}m-{config['days']}d-{config['polls_per_day']}p-"
-           f"{config['changes_per_day']}c-s{config['seed']}-v{BUILD_VERSION}")
-    return (workdir / f"query-{key}.duckdb", workdir / f"query-{key}-naive.duckdb",
-            workdir / f"query-{key}.json")
+    key = (
+        f"{config['models']}m-{config['days']}d-{config['polls_per_day']}p-"
+        f"{config['changes_per_day']}c-s{config['seed']}-v{BUILD_VERSION}"
+    )
+    return (
+        workdir / f"query-{key}.duckdb",
+        workdir / f"query-{key}-naive.duckdb",
+        workdir / f"query-{key}.json",
+    )
 
 
 def build_store(path: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -126,13 +137,18 @@ def build_store(path: Path, config: dict[str, Any]) -> dict[str, Any]:
                 continue
             previous = body
             t0 = time.perf_counter()
-            result = store.ingest(body, source=SOURCE, fetched_at=START + index * spacing,
-                                  accept_mass_removal=True)
+            result = ingest(
+                store,
+                body,
+                source=SOURCE,
+                fetched_at=START + index * spacing,
+                accept_mass_removal=True,
+            )
             ingest_ms.append(_ms(t0))
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
         ingest_s = time.perf_counter() - started
         t0 = time.perf_counter()
-        store.con.execute(
+        store.execute(
             """INSERT INTO fetch_log (source, url, fetched_at, http_status, content_hash,
                    outcome, models)
                WITH polls AS (
@@ -146,11 +162,15 @@ def build_store(path: Path, config: dict[str, Any]) -> dict[str, Any]:
                    ON p.fetched_at >= s.observed_at
                WHERE p.fetched_at NOT IN (SELECT fetched_at FROM fetch_log WHERE source = $src)
                ORDER BY p.fetched_at""",
-            {"start": START, "us": spacing // timedelta(microseconds=1), "polls": polls,
-             "src": SOURCE},
+            {
+                "start": START,
+                "us": spacing // timedelta(microseconds=1),
+                "polls": polls,
+                "src": SOURCE,
+            },
         )
         bulk_s = time.perf_counter() - t0
-        store.con.execute("CHECKPOINT")
+        store.execute("CHECKPOINT")
         summary = store.summary()
     return {
         "seconds": time.perf_counter() - started,
@@ -160,8 +180,9 @@ def build_store(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         "ingested_polls": len(ingest_ms),
         "ingest_outcomes": outcomes,
         "bytes": _file_bytes(path),
-        "summary": {k: (v.isoformat() if isinstance(v, datetime) else v)
-                    for k, v in summary.items()},
+        "summary": {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in summary.items()
+        },
     }
 
 
@@ -176,18 +197,24 @@ def build_naive(store_path: Path, naive_path: Path) -> dict[str, Any]:
     con = duckdb.connect(str(store_path))  # a read-only one could not attach for writing
     try:
         con.execute(f"ATTACH '{naive_path}' AS naive")
-        con.execute("CREATE TABLE naive.main.snapshot_rows AS SELECT * FROM snapshot_models "
-                    "ORDER BY observed_at, source, position")  # append order
+        con.execute(
+            "CREATE TABLE naive.main.snapshot_rows AS SELECT * FROM snapshot_models "
+            "ORDER BY observed_at, source, position"
+        )  # append order
         rows = con.execute("SELECT count(*) FROM naive.main.snapshot_rows").fetchall()[0][0]
         con.execute("DETACH naive")
     finally:
         con.close()
-    return {"seconds": time.perf_counter() - started, "rows": int(rows),
-            "bytes": _file_bytes(naive_path)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": int(rows),
+        "bytes": _file_bytes(naive_path),
+    }
 
 
-def ensure_built(workdir: Path, config: dict[str, Any], *, rebuild: bool = False
-                 ) -> tuple[Path, Path, dict[str, Any]]:
+def ensure_built(
+    workdir: Path, config: dict[str, Any], *, rebuild: bool = False
+) -> tuple[Path, Path, dict[str, Any]]:
     """The cached store and naive table for `config`, building them when absent."""
     workdir.mkdir(parents=True, exist_ok=True)
     store_path, naive_path, meta_path = _paths(workdir, config)
@@ -197,8 +224,11 @@ def ensure_built(workdir: Path, config: dict[str, Any], *, rebuild: bool = False
             meta["cached"] = True
             return store_path, naive_path, meta
     meta_path.unlink(missing_ok=True)  # written last: a partial build is rebuilt
-    meta = {"config": config, "store": build_store(store_path, config),
-            "naive": build_naive(store_path, naive_path)}
+    meta = {
+        "config": config,
+        "store": build_store(store_path, config),
+        "naive": build_naive(store_path, naive_path),
+    }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     meta["cached"] = False
     return store_path, naive_path, meta
@@ -206,9 +236,9 @@ def ensure_built(workdir: Path, config: dict[str, Any], *, rebuild: bool = False
 
 # -- measurements ------------------------------------------------------------------------
 def _year(store: Store) -> tuple[datetime, datetime]:
-    first, last = store.con.execute(
+    first, last = store.execute(
         "SELECT min(fetched_at), max(fetched_at) FROM fetch_log WHERE source = ?", [SOURCE]
-    ).fetchall()[0]
+    )[0]
     return first, last
 
 
@@ -225,16 +255,21 @@ NAIVE_AS_OF = """
     ORDER BY position"""
 
 
-def naive_models(con: duckdb.DuckDBPyConnection, as_of: datetime, **params: str
-                 ) -> pl.DataFrame:
+def naive_models(con: duckdb.DuckDBPyConnection, as_of: datetime, **params: str) -> pl.DataFrame:
     """Baseline: as-of on the append-everything table, then the same filter and sort."""
     frame = con.sql(NAIVE_AS_OF, params={"src": SOURCE, "ts": as_of}).pl()
     frame = frame.cast(SCHEMA) if frame.height else pl.DataFrame(schema=SCHEMA)
     return query.apply_query(frame, query.parse_query(frame, **params))
 
 
-def measure_models(store: Store, naive: duckdb.DuckDBPyConnection, instants: list[datetime],
-                   params: dict[str, str], *, warmup: int = 5) -> dict[str, Any]:
+def measure_models(
+    store: Store,
+    naive: duckdb.DuckDBPyConnection,
+    instants: list[datetime],
+    params: dict[str, str],
+    *,
+    warmup: int = 5,
+) -> dict[str, Any]:
     """Per instant: the full `query.models`, and apart its as-of and its filter+sort."""
     full: list[float] = []
     as_of: list[float] = []
@@ -297,8 +332,14 @@ NAIVE_CHANGES = """
     ORDER BY observed_at, model_id"""
 
 
-def measure_changes(store: Store, naive: duckdb.DuckDBPyConnection, instants: list[datetime],
-                    *, naive_repeats: int, warmup: int = 2) -> dict[str, Any]:
+def measure_changes(
+    store: Store,
+    naive: duckdb.DuckDBPyConnection,
+    instants: list[datetime],
+    *,
+    naive_repeats: int,
+    warmup: int = 2,
+) -> dict[str, Any]:
     ms: list[float] = []
     floor: list[float] = []
     naive_ms: list[float] = []
@@ -319,13 +360,19 @@ def measure_changes(store: Store, naive: duckdb.DuckDBPyConnection, instants: li
         rows.append(frame.height)
         if len(naive_ms) < naive_repeats:
             t0 = time.perf_counter()
-            found = naive.sql(NAIVE_CHANGES,
-                              params={"src": SOURCE, "since": since, "until": until}).pl()
+            found = naive.sql(
+                NAIVE_CHANGES, params={"src": SOURCE, "since": since, "until": until}
+            ).pl()
             naive_ms.append(_ms(t0))
             naive_rows.append(found.height)
-    return {"window_days": CHANGES_WINDOW.days, "ms": _stats(ms), "floor_ms": _stats(floor),
-            "naive_ms": _stats(naive_ms), "rows": _stats(rows),
-            "naive_rows": _stats(naive_rows)}
+    return {
+        "window_days": CHANGES_WINDOW.days,
+        "ms": _stats(ms),
+        "floor_ms": _stats(floor),
+        "naive_ms": _stats(naive_ms),
+        "rows": _stats(rows),
+        "naive_rows": _stats(naive_rows),
+    }
 
 
 def cli_command() -> tuple[list[str], str]:
@@ -354,8 +401,9 @@ def _wall(argv: list[str], runs: int, *, check_output: bool = False) -> dict[str
         proc = subprocess.run(argv, capture_output=True, env=env, timeout=120)
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"{argv!r} exited {proc.returncode}: "
-                               f"{proc.stderr.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"{argv!r} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-500:]}"
+            )
         if i == 0:
             out = proc.stdout
             continue
@@ -382,14 +430,17 @@ def measure_cli(store_path: Path, runs: int) -> dict[str, Any]:
     }
     on_path = shutil.which("modelwatch")
     if on_path and on_path != base[0]:  # e.g. a pyenv shim: what a shell user really runs
-        result["on_path"] = {"command": on_path,
-                             **_wall([on_path, *args], max(3, runs // 2), check_output=True)}
+        result["on_path"] = {
+            "command": on_path,
+            **_wall([on_path, *args], max(3, runs // 2), check_output=True),
+        }
     return result
 
 
 # -- profiles (optional) -----------------------------------------------------------------
-def profile_models(store: Store, instants: list[datetime], params: dict[str, str], *,
-                   top: int = 20) -> str:
+def profile_models(
+    store: Store, instants: list[datetime], params: dict[str, str], *, top: int = 20
+) -> str:
     """cProfile of `query.models` over `instants`, and one EXPLAIN ANALYZE of the macro."""
     profiler = cProfile.Profile()
     profiler.enable()
@@ -398,8 +449,9 @@ def profile_models(store: Store, instants: list[datetime], params: dict[str, str
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
-    plan = store.con.execute("EXPLAIN ANALYZE SELECT * FROM catalog_as_of($src, $ts)",
-                             {"src": SOURCE, "ts": instants[0]}).fetchall()
+    plan = store.execute(
+        "EXPLAIN ANALYZE SELECT * FROM catalog_as_of($src, $ts)", {"src": SOURCE, "ts": instants[0]}
+    )
     text = plan[0][1] if plan and len(plan[0]) > 1 else str(plan)
     total = next((line.strip(" │") for line in text.splitlines() if "Total Time" in line), "?")
     out.write(f"\nEXPLAIN ANALYZE of catalog_as_of(...): {total}\n")
@@ -408,8 +460,12 @@ def profile_models(store: Store, instants: list[datetime], params: dict[str, str
 
 def profile_cli_imports(top: int = 15) -> str:
     """`python -X importtime -c "import pipeline.cli"`: the slowest imports (cumulative)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pipeline.cli"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pipeline.cli"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -435,7 +491,8 @@ mark("import the rest of pipeline.cli")
 import typer._adapters
 mark("typer._adapters (pydantic), imported on first parse")
 from pipeline.store import Store
-from pipeline import query, render, timeutil
+from pipeline import query, timeutil
+from pipeline.query import render
 store = Store.open(sys.argv[1])
 mark("Store.open (connect + schema/views rewrite)")
 frame = store.catalog_as_of("aihubmix", timeutil.utcnow())
@@ -457,8 +514,14 @@ def profile_cli_stages(store_path: Path, runs: int = 5) -> str:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     per_stage: dict[str, list[float]] = {}
     for _ in range(runs + 1):
-        proc = subprocess.run([sys.executable, "-c", _STAGES, str(store_path)],
-                              capture_output=True, text=True, env=env, timeout=120, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", _STAGES, str(store_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=True,
+        )
         for line in proc.stdout.splitlines():
             ms, name = line.split("\t", 1)
             per_stage.setdefault(name, []).append(float(ms))
@@ -473,11 +536,25 @@ def machine() -> dict[str, Any]:
     return report.machine()
 
 
-def _row(figure: str, value: float | None, unit: str, baseline: float | None = None,
-         baseline_name: str = "", target: str = "", met: bool | None = None) -> dict[str, Any]:
-    return {"figure": figure, "value": value, "unit": unit, "baseline": baseline,
-            "baseline_name": baseline_name, "ratio": _ratio(value, baseline),
-            "target": target, "met": met}
+def _row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    baseline: float | None = None,
+    baseline_name: str = "",
+    target: str = "",
+    met: bool | None = None,
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": _ratio(value, baseline),
+        "target": target,
+        "met": met,
+    }
 
 
 def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -487,52 +564,118 @@ def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         head = name == HEADLINE
         for stat in ("median", "p95"):
             value = m["ms"][stat]
-            rows.append(_row(f"models [{name}] as-of+filter+sort, {stat}", value, "ms",
-                             m["floor_ms"][stat], f"polars filter+sort of a ready frame, {stat}",
-                             target_ms if head and stat == "median" else "",
-                             value <= TARGETS["models_ms"] if head and stat == "median"
-                             else None))
-        rows.append(_row(f"models [{name}] vs naive append-everything, median",
-                         m["ms"]["median"], "ms", m["naive_ms"]["median"],
-                         "naive as-of + same filter+sort, median"))
-        rows.append(_row(f"models [{name}]: of which `catalog_as_of` (macro + .pl() + cast)",
-                         m["as_of_ms"]["median"], "ms", m["ms"]["median"], "full call, median"))
+            rows.append(
+                _row(
+                    f"models [{name}] as-of+filter+sort, {stat}",
+                    value,
+                    "ms",
+                    m["floor_ms"][stat],
+                    f"polars filter+sort of a ready frame, {stat}",
+                    target_ms if head and stat == "median" else "",
+                    value <= TARGETS["models_ms"] if head and stat == "median" else None,
+                )
+            )
+        rows.append(
+            _row(
+                f"models [{name}] vs naive append-everything, median",
+                m["ms"]["median"],
+                "ms",
+                m["naive_ms"]["median"],
+                "naive as-of + same filter+sort, median",
+            )
+        )
+        rows.append(
+            _row(
+                f"models [{name}]: of which `catalog_as_of` (macro + .pl() + cast)",
+                m["as_of_ms"]["median"],
+                "ms",
+                m["ms"]["median"],
+                "full call, median",
+            )
+        )
     c = result["changes"]
     rows += [
-        _row(f"changes over {c['window_days']} days, median (~{c['rows']['median']:.0f} rows)",
-             c["ms"]["median"], "ms", c["floor_ms"]["median"],
-             "read versions in window, median"),
-        _row(f"changes over {c['window_days']} days, p95", c["ms"]["p95"], "ms",
-             c["floor_ms"]["p95"], "read versions in window, p95"),
-        _row(f"changes over {c['window_days']} days vs naive lag diff, median",
-             c["ms"]["median"], "ms", c["naive_ms"]["median"],
-             f"naive lag over snapshot rows, median of {c['naive_ms']['count']}"),
+        _row(
+            f"changes over {c['window_days']} days, median (~{c['rows']['median']:.0f} rows)",
+            c["ms"]["median"],
+            "ms",
+            c["floor_ms"]["median"],
+            "read versions in window, median",
+        ),
+        _row(
+            f"changes over {c['window_days']} days, p95",
+            c["ms"]["p95"],
+            "ms",
+            c["floor_ms"]["p95"],
+            "read versions in window, p95",
+        ),
+        _row(
+            f"changes over {c['window_days']} days vs naive lag diff, median",
+            c["ms"]["median"],
+            "ms",
+            c["naive_ms"]["median"],
+            f"naive lag over snapshot rows, median of {c['naive_ms']['count']}",
+        ),
     ]
     cli = result["cli"]
     if cli is not None:
         median = cli["cli"]["s"]["median"]
         target_s = f"<= {TARGETS['cli_s']:g} s"
         rows += [
-            _row(f"cold `modelwatch models --format json --type llm`, median "
-                 f"({cli['cli']['s']['count']} runs)", median, "s",
-                 cli["python_pass"]["s"]["median"], "python -c pass", target_s,
-                 median <= TARGETS["cli_s"]),
-            _row("cold CLI vs importing duckdb+polars", median, "s",
-                 cli["import_duckdb_polars"]["s"]["median"], "python -c 'import duckdb, polars'"),
-            _row("cold CLI vs importing pipeline.cli", median, "s",
-                 cli["import_cli"]["s"]["median"], "python -c 'import pipeline.cli'"),
+            _row(
+                f"cold `modelwatch models --format json --type llm`, median "
+                f"({cli['cli']['s']['count']} runs)",
+                median,
+                "s",
+                cli["python_pass"]["s"]["median"],
+                "python -c pass",
+                target_s,
+                median <= TARGETS["cli_s"],
+            ),
+            _row(
+                "cold CLI vs importing duckdb+polars",
+                median,
+                "s",
+                cli["import_duckdb_polars"]["s"]["median"],
+                "python -c 'import duckdb, polars'",
+            ),
+            _row(
+                "cold CLI vs importing pipeline.cli",
+                median,
+                "s",
+                cli["import_cli"]["s"]["median"],
+                "python -c 'import pipeline.cli'",
+            ),
             _row("cold CLI, p95", cli["cli"]["s"]["p95"], "s"),
         ]
         if "on_path" in cli:
-            rows.append(_row(f"cold CLI via {cli['on_path']['command']} (PATH), median",
-                             cli["on_path"]["s"]["median"], "s", median, "console script"))
+            rows.append(
+                _row(
+                    f"cold CLI via {cli['on_path']['command']} (PATH), median",
+                    cli["on_path"]["s"]["median"],
+                    "s",
+                    median,
+                    "console script",
+                )
+            )
     return rows
 
 
-def run(*, workdir: Path, models: int = 1000, days: int = 365, polls_per_day: int = 288,
-        changes_per_day: int = 3, seed: int = 0, repeats: int = 200, changes_repeats: int = 50,
-        naive_changes_repeats: int = 10, cli_runs: int = 10, rebuild: bool = False,
-        profile: bool = False) -> dict[str, Any]:
+def run(
+    *,
+    workdir: Path,
+    models: int = 1000,
+    days: int = 365,
+    polls_per_day: int = 288,
+    changes_per_day: int = 3,
+    seed: int = 0,
+    repeats: int = 200,
+    changes_repeats: int = 50,
+    naive_changes_repeats: int = 10,
+    cli_runs: int = 10,
+    rebuild: bool = False,
+    profile: bool = False,
+) -> dict[str, Any]:
     """Build (or reuse) the synthetic year in `workdir` and measure; returns every figure,
     its baselines, the ratios, the targets and whether they are `met` (by the median)."""
     started = time.perf_counter()
@@ -543,8 +686,12 @@ def run(*, workdir: Path, models: int = 1000, days: int = 365, polls_per_day: in
     result: dict[str, Any] = {
         "generated_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         "machine": machine(),
-        "config": {**config, "repeats": repeats, "changes_repeats": changes_repeats,
-                   "cli_runs": cli_runs},
+        "config": {
+            **config,
+            "repeats": repeats,
+            "changes_repeats": changes_repeats,
+            "cli_runs": cli_runs,
+        },
         "targets": dict(TARGETS),
         "build": build,
         "paths": {"store": str(store_path), "naive": str(naive_path)},
@@ -554,15 +701,21 @@ def run(*, workdir: Path, models: int = 1000, days: int = 365, polls_per_day: in
         with Store.open(store_path) as store:
             first, last = _year(store)
             instants = _instants(rng, first, last, repeats)
-            result["models"] = {name: measure_models(store, naive, instants, params)
-                                for name, params in COMBOS.items()}
+            result["models"] = {
+                name: measure_models(store, naive, instants, params)
+                for name, params in COMBOS.items()
+            }
             window_start = min(first + CHANGES_WINDOW, last)
             result["changes"] = measure_changes(
-                store, naive, _instants(rng, window_start, last, changes_repeats),
-                naive_repeats=naive_changes_repeats)
+                store,
+                naive,
+                _instants(rng, window_start, last, changes_repeats),
+                naive_repeats=naive_changes_repeats,
+            )
             if profile:
-                result["profile"] = {"models": profile_models(store, instants[:100],
-                                                              COMBOS[HEADLINE])}
+                result["profile"] = {
+                    "models": profile_models(store, instants[:100], COMBOS[HEADLINE])
+                }
     finally:
         naive.close()
     # the CLI opens the store itself: ours is closed above (DuckDB allows one writer)
@@ -587,8 +740,9 @@ def run(*, workdir: Path, models: int = 1000, days: int = 365, polls_per_day: in
         "changes_floor_ms_median": result["changes"]["floor_ms"]["median"],
         "changes_naive_ms_median": result["changes"]["naive_ms"]["median"],
         "python_pass_s_median": cli["python_pass"]["s"]["median"] if cli else None,
-        "import_duckdb_polars_s_median": (cli["import_duckdb_polars"]["s"]["median"]
-                                          if cli else None),
+        "import_duckdb_polars_s_median": (
+            cli["import_duckdb_polars"]["s"]["median"] if cli else None
+        ),
     }
     b = result["baselines"]
     f = result["figures"]
@@ -619,19 +773,21 @@ def markdown(result: dict[str, Any]) -> str:
     build = result["build"]
     s = build["store"]["summary"]
     m = result["machine"]
-    built = ("reused from the cache" if build["cached"] else "built in this run")
+    built = "reused from the cache" if build["cached"] else "built in this run"
     lines = [
         "# Query benchmark",
-        (f"Synthetic: {c['models']} models, {c['days']} days x {c['polls_per_day']} polls/day "
-         f"({c['polls']:,} polls), ~{c['changes_per_day']} changed polls/day of 1-5 models, "
-         f"seed {c['seed']}: {s['snapshots']:,} snapshots, {s['versions']:,} model versions, "
-         f"{s['fetches']:,} fetch_log rows. Store {built} "
-         f"({build['store']['seconds']:.0f} s: {build['store']['ingested_polls']} polls "
-         f"through `Store.ingest` at {build['store']['ingest_ms']['median']:.0f} ms median, "
-         f"the unchanged ones bulk-inserted in {build['store']['bulk_insert_seconds']:.2f} s); "
-         f"store file {build['store']['bytes'] / 2**20:.1f} MiB, naive table "
-         f"{build['naive']['rows']:,} rows / {build['naive']['bytes'] / 2**20:.1f} MiB. "
-         f"{c['repeats']} random as-of instants, {c['changes_repeats']} random 90-day windows."),
+        (
+            f"Synthetic: {c['models']} models, {c['days']} days x {c['polls_per_day']} polls/day "
+            f"({c['polls']:,} polls), ~{c['changes_per_day']} changed polls/day of 1-5 models, "
+            f"seed {c['seed']}: {s['snapshots']:,} snapshots, {s['versions']:,} model versions, "
+            f"{s['fetches']:,} fetch_log rows. Store {built} "
+            f"({build['store']['seconds']:.0f} s: {build['store']['ingested_polls']} polls "
+            f"through `Store.ingest` at {build['store']['ingest_ms']['median']:.0f} ms median, "
+            f"the unchanged ones bulk-inserted in {build['store']['bulk_insert_seconds']:.2f} s); "
+            f"store file {build['store']['bytes'] / 2**20:.1f} MiB, naive table "
+            f"{build['naive']['rows']:,} rows / {build['naive']['bytes'] / 2**20:.1f} MiB. "
+            f"{c['repeats']} random as-of instants, {c['changes_repeats']} random 90-day windows."
+        ),
         table(result["rows"]),
         f"{report.machine_line(m)} Run took {result['elapsed_seconds']:.0f} s.",
         "Ratios are against baselines measured in the same run; times are never asserted. "
@@ -640,20 +796,29 @@ def markdown(result: dict[str, Any]) -> str:
         + ".",
     ]
     if "profile" in result:
-        lines.append("## Profile of `query.models` (cProfile, tottime)\n\n```\n"
-                     + result["profile"]["models"] + "\n```")
+        lines.append(
+            "## Profile of `query.models` (cProfile, tottime)\n\n```\n"
+            + result["profile"]["models"]
+            + "\n```"
+        )
         if "cli_stages" in result["profile"]:
-            lines.append("## Cold CLI path, stage by stage (median of 5 fresh processes)\n\n"
-                         "```\n" + result["profile"]["cli_stages"] + "\n```")
+            lines.append(
+                "## Cold CLI path, stage by stage (median of 5 fresh processes)\n\n"
+                "```\n" + result["profile"]["cli_stages"] + "\n```"
+            )
         if "cli_imports" in result["profile"]:
-            lines.append("## Slowest imports of `pipeline.cli`\n\n```\n"
-                         + result["profile"]["cli_imports"] + "\n```")
+            lines.append(
+                "## Slowest imports of `pipeline.cli`\n\n```\n"
+                + result["profile"]["cli_imports"]
+                + "\n```"
+            )
     return "\n\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.query",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.query", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--polls-per-day", type=int, default=288)
@@ -661,17 +826,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=200, help="as-of instants per query")
     parser.add_argument("--cli-runs", type=int, default=10)
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="where the built store is cached")
+    parser.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="where the built store is cached"
+    )
     parser.add_argument("--rebuild", action="store_true", help="ignore the cached store")
-    parser.add_argument("--profile", action="store_true",
-                        help="also cProfile query.models and list the CLI's slowest imports")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile query.models and list the CLI's slowest imports",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     args = parser.parse_args(argv)
-    result = run(workdir=args.workdir, models=args.models, days=args.days,
-                 polls_per_day=args.polls_per_day, changes_per_day=args.changes_per_day,
-                 seed=args.seed, repeats=args.repeats, cli_runs=args.cli_runs,
-                 rebuild=args.rebuild, profile=args.profile)
+    result = run(
+        workdir=args.workdir,
+        models=args.models,
+        days=args.days,
+        polls_per_day=args.polls_per_day,
+        changes_per_day=args.changes_per_day,
+        seed=args.seed,
+        repeats=args.repeats,
+        cli_runs=args.cli_runs,
+        rebuild=args.rebuild,
+        profile=args.profile,
+    )
     text = markdown(result)
     print(text)
     json_path, md_path = report.write(args.out, "query", result, text)

@@ -63,8 +63,9 @@ def git_version() -> str | None:
     if git is None:
         return None
     try:
-        return subprocess.run([git, "--version"], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [git, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -76,11 +77,20 @@ def revision(repo: Path | None = None) -> str | None:
     if git is None:
         return None
     try:
-        head = subprocess.run([git, "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run([git, "-C", str(repo), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=30, check=True)
+        head = subprocess.run(
+            [git, "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            [git, "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -120,7 +130,8 @@ def machine_line(m: dict[str, Any]) -> str:
         ", ".join(f"{name} {m[name]}" for name in VERSIONS if m.get(name)),
         m.get("git") or "git unavailable",
         ("load average " + " / ".join(f"{x:.2f}" for x in load) + " (1/5/15 min) at start")
-        if load else "load average unknown",
+        if load
+        else "load average unknown",
     ]
     return "Machine: " + "; ".join(str(p) for p in parts if p) + "."
 
@@ -156,12 +167,27 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
     return value / baseline
 
 
-def row(figure: str, value: float | None, unit: str, baseline: float | None = None,
-        baseline_name: str = "", target: str = "", met: bool | None = None,
-        **extra: Any) -> dict[str, Any]:
-    return {"figure": figure, "value": value, "unit": unit, "baseline": baseline,
-            "baseline_name": baseline_name, "ratio": ratio(value, baseline),
-            "target": target, "met": met, **extra}
+def row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    baseline: float | None = None,
+    baseline_name: str = "",
+    target: str = "",
+    met: bool | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "ratio": ratio(value, baseline),
+        "target": target,
+        "met": met,
+        **extra,
+    }
 
 
 def number(value: float | None, unit: str) -> str:
@@ -191,15 +217,22 @@ def table(rows: list[dict[str, Any]], *, bench_column: bool = False) -> str:
     """Markdown: figure | value | baseline (its name) | ratio | target | met."""
     head = "| bench " if bench_column else ""
     align = "|---" if bench_column else ""
-    lines = [f"{head}| figure | value | baseline | ratio | target | met |",
-             f"{align}|---|---:|---|---:|---|---|"]
+    lines = [
+        f"{head}| figure | value | baseline | ratio | target | met |",
+        f"{align}|---|---:|---|---:|---|---|",
+    ]
     for r in rows:
-        baseline = (f"{number(r['baseline'], r['unit'])} ({r['baseline_name']})"
-                    if r["baseline_name"] else "")
+        baseline = (
+            f"{number(r['baseline'], r['unit'])} ({r['baseline_name']})"
+            if r["baseline_name"]
+            else ""
+        )
         ratio_ = "n/a" if r["ratio"] is None else f"{r['ratio']:,.2f}x"
         first = f"| {r.get('bench', '')} " if bench_column else ""
-        lines.append(f"{first}| {r['figure']} | {number(r['value'], r['unit'])} | {baseline} "
-                     f"| {ratio_} | {r['target']} | {met_cell(r['met'])} |")
+        lines.append(
+            f"{first}| {r['figure']} | {number(r['value'], r['unit'])} | {baseline} "
+            f"| {ratio_} | {r['target']} | {met_cell(r['met'])} |"
+        )
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 
 For each history it measures, in one run:
 
-    store   `pipeline.jobs`-style replay (`Store.ingest`, kind = the source, mass removals
+    store   `pipeline.ingest`-style replay (`Store.ingest`, kind = the source, mass removals
             accepted: a recorded history is trusted) into a fresh DuckDB file, in a child
             process so its peak RSS (`resource.getrusage`) is its own: total seconds, ms per
             snapshot, the file's bytes after CHECKPOINT, model versions, peak RSS after 100
@@ -45,7 +45,7 @@ from bench.ingest import (
     machine,
     measure_git,
 )
-from pipeline.jobs import read_payload
+from pipeline.ingest import ingest, read_payload
 from pipeline.normalise import normalise_items
 from pipeline.sources import get_source
 from pipeline.store import Store
@@ -101,7 +101,8 @@ def measure_store(source: str, directory: str, limit: int | None, path: str) -> 
     with Store.open(db) as store:
         for index, (fetched_at, body) in enumerate(history, start=1):
             t0 = time.perf_counter()
-            result = store.ingest(
+            result = ingest(
+                store,
                 body,
                 source=source,
                 kind=source,
@@ -147,7 +148,7 @@ def measure_naive(source: str, history: History, path: Path) -> dict[str, Any]:
         for index, (fetched_at, body) in enumerate(history):
             t0 = time.perf_counter()
             frame = normalise_items(
-                spec.parse(body), source=source, price_multiplier=spec.price_multiplier
+                spec.parse(body), source=source
             ).frame.with_columns(pl.lit(fetched_at, dtype=pl.Datetime("us")).alias("fetched_at"))
             append_rows(con, frame, create=index == 0)
             times.append(_ms(t0))

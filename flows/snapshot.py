@@ -1,6 +1,6 @@
 """Prefect flows: scheduled catalog snapshots, their reports, and staleness alerts.
 
-The tasks wrap the library's stages (`pipeline.jobs`): plan (ETag, max-age), fetch (with
+The tasks wrap the library's stages (`pipeline.ingest`): plan (ETag, max-age), fetch (with
 Prefect retries and exponential backoff), store. The flows add what only an orchestrator
 gives: retries, artifacts per source, events for automations, schedules.
 
@@ -22,10 +22,11 @@ from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
 from pipeline.config import Config, SourceConfig, load_config
-from pipeline.errors import ModelwatchError, PayloadRejected, UpstreamError
-from pipeline.jobs import FetchPlan, Skipped, plan_fetch, record_fetch_error, store_response
-from pipeline.locking import db_lock
-from pipeline.store import DEFAULT_DB, IngestResult, Store
+from pipeline.errors import FetchError, ModelwatchError, RunFailed
+from pipeline.ingest import FetchPlan, Skipped, plan_fetch, record_fetch_error, store_response
+from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
+from pipeline.store import DEFAULT_DB, Store
+from pipeline.store.locking import db_lock
 
 LOCK_TIMEOUT = 60.0
 
@@ -50,14 +51,14 @@ def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan |
 )
 def fetch_task(plan: FetchPlan, token_env: str | None = None) -> Any:
     """One HTTP attempt per try; Prefect owns the retries (and shows them in the UI)."""
-    from pipeline.jobs import fetch
+    from pipeline.ingest import fetch
 
     token = os.environ.get(token_env) if token_env else None
     return fetch(plan, token=token, max_attempts=1)
 
 
 @task(name="record-failure")
-def record_failure_task(db: str, plan: FetchPlan, error: Exception) -> IngestResult:
+def record_failure_task(db: str, plan: FetchPlan, error: FetchError) -> IngestResult:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
         return record_fetch_error(store, plan, error)
 
@@ -104,13 +105,9 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
     """Artifacts keyed per source (so the UI keeps their history) and an event."""
     key = "".join(c if c.isalnum() else "-" for c in result.source.lower())
     price_rows: list[dict[str, Any]] = []
-    if result.outcome == "new":
+    if result.outcome is Outcome.NEW:
         with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db, read_only=True) as store:
-            price_rows = store.frame(
-                "SELECT model_id, price, old_price, new_price, pct_change FROM price_changes "
-                "WHERE source = $s AND changed_at = $t ORDER BY model_id, price",
-                {"s": result.source, "t": result.fetched_at},
-            ).to_dicts()
+            price_rows = store.price_changes_at(result.source, result.fetched_at)
     create_markdown_artifact(
         markdown=changes_markdown(result, price_rows),
         key=f"{key}-changes",
@@ -131,7 +128,7 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
         description=f"Price changes in {result.source} at {result.fetched_at:%Y-%m-%d %H:%M}",
     )
     counts = summary_of(result)
-    if result.outcome == "new":
+    if result.outcome is Outcome.NEW:
         emit_event(
             event="modelwatch.catalog.changed",
             resource={"prefect.resource.id": f"modelwatch.source.{result.source}"},
@@ -150,8 +147,12 @@ def html_report_task(db: str, source: str, out: str) -> str:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db, read_only=True) as store:
         path = write_report(store, Path(out), source=source).resolve()
     key = "".join(c if c.isalnum() else "-" for c in source.lower())
-    create_link_artifact(link=path.as_uri(), link_text=f"{source} report", key=f"{key}-report",
-                         description="What changed, price trends, capabilities (HTML)")
+    create_link_artifact(
+        link=path.as_uri(),
+        link_text=f"{source} report",
+        key=f"{key}-report",
+        description="What changed, price trends, capabilities (HTML)",
+    )
     return str(path)
 
 
@@ -220,19 +221,19 @@ def snapshot_catalog(
     )
     try:
         response = fetch(plan, spec.token_env)
-    except (UpstreamError, PayloadRejected) as exc:
+    except FetchError as exc:
         failed = record_failure_task(path, plan, exc)
         _fail_event(source, failed.outcome, str(exc))
         raise
     result = store_task(path, plan, response, accept_mass_removal)
     counts = report_task(path, result)
     report_to = report_path or config.report
-    if report_to and result.outcome == "new":
+    if report_to and result.outcome is Outcome.NEW:
         html_report_task(path, source, report_to)
     logger.info("%s: %s", source, counts)
-    if result.outcome in ("rejected", "suspect"):
+    if result.outcome in (Outcome.REJECTED, Outcome.SUSPECT):
         _fail_event(source, result.outcome, result.error or "")
-        raise ModelwatchError(f"{source}: {result.outcome}: {result.error}")
+        raise RunFailed(f"{source}: {result.outcome}: {result.error}")
     return counts
 
 
@@ -260,12 +261,10 @@ def snapshot_all(
         try:
             results[name] = future.result()
         except Exception as exc:  # reported per source; the others still ran
-            results[name] = {"source": name, "outcome": "failed", "error": str(exc)}
-    failed = [
-        n for n, r in results.items() if r.get("outcome") in ("failed", "rejected", "suspect")
-    ]
+            results[name] = {"source": name, "outcome": Outcome.FAILED, "error": str(exc)}
+    failed = [n for n, r in results.items() if r.get("outcome") in NOT_APPLIED]
     if failed:
-        raise ModelwatchError(
+        raise RunFailed(
             f"sources failed: {', '.join(failed)}; others: "
             f"{', '.join(n for n in results if n not in failed) or 'none'}"
         )

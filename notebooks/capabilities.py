@@ -22,20 +22,23 @@ def _(mo, p):
 
 @app.cell
 def _(p, store):
-    from pipeline import report
+    from pipeline.report import charts, frames
 
-    features = report.coverage(store, p, "features")
-    modalities = report.coverage(store, p, "input_modalities")
-    return features, modalities, report
+    features = frames.coverage(store, p, "features")
+    modalities = frames.coverage(store, p, "input_modalities")
+    return charts, features, modalities
 
 
 @app.cell
-def _(features, mo, modalities, report):
-    mo.vstack([
-        mo.md("## Feature coverage over time"), report.chart_coverage(features, "feature"),
-        mo.md("## Input modality coverage over time"),
-        report.chart_coverage(modalities, "input modality"),
-    ])
+def _(charts, features, mo, modalities):
+    mo.vstack(
+        [
+            mo.md("## Feature coverage over time"),
+            charts.chart_coverage(features, "feature"),
+            mo.md("## Input modality coverage over time"),
+            charts.chart_coverage(modalities, "input modality"),
+        ]
+    )
     return
 
 
@@ -59,17 +62,22 @@ def _(p, store):
 def _(context, mo, now):
     import altair as alt
 
-    histogram = alt.Chart(now.drop_nulls("context_length"),
-                          title="Context length distribution").mark_bar().encode(
-        alt.X("context_length:Q", bin=alt.Bin(maxbins=20), title="context length (tokens)"),
-        alt.Y("count():Q", title="models"))
+    histogram = (
+        alt.Chart(now.drop_nulls("context_length"), title="Context length distribution")
+        .mark_bar()
+        .encode(
+            alt.X("context_length:Q", bin=alt.Bin(maxbins=20), title="context length (tokens)"),
+            alt.Y("count():Q", title="models"),
+        )
+    )
     mo.vstack([mo.md("## Context length now"), mo.ui.table(context), histogram])
     return
 
 
 @app.cell
 def _(p, store):
-    from pipeline.report import chart_frontier, frontier
+    from pipeline.report.charts import chart_frontier
+    from pipeline.report.frames import frontier
 
     points = frontier(store, p)
     return chart_frontier, points
@@ -77,8 +85,12 @@ def _(p, store):
 
 @app.cell
 def _(chart_frontier, mo, points):
-    mo.vstack([mo.md("## Cost-effectiveness: input price vs context, start vs end"),
-               chart_frontier(points)])
+    mo.vstack(
+        [
+            mo.md("## Cost-effectiveness: input price vs context, start vs end"),
+            chart_frontier(points),
+        ]
+    )
     return
 
 

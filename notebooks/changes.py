@@ -22,14 +22,14 @@ def _(mo, p):
 
 @app.cell
 def _(p, store):
-    from pipeline import report
+    from pipeline.report import charts, frames
 
-    feed = report.change_feed(store, p)
-    summary = report.change_summary(feed)
-    membership = report.membership(feed)
-    prices = report.price_changes(feed)
-    capabilities = report.capability_changes(feed)
-    return capabilities, feed, membership, prices, report, summary
+    feed = frames.change_feed(store, p)
+    summary = frames.change_summary(feed)
+    membership = frames.membership(feed)
+    prices = frames.price_changes(feed)
+    capabilities = frames.capability_changes(feed)
+    return capabilities, charts, feed, membership, prices, summary
 
 
 @app.cell
@@ -45,19 +45,25 @@ def _(membership, mo):
 
 
 @app.cell
-def _(mo, prices, report):
-    mo.vstack([
-        mo.md("## Every price change"),
-        mo.ui.table(prices),
-        report.chart_price_change_bars(prices) if prices.height else mo.md("None."),
-    ])
+def _(charts, mo, prices):
+    mo.vstack(
+        [
+            mo.md("## Every price change"),
+            mo.ui.table(prices),
+            charts.chart_price_change_bars(prices) if prices.height else mo.md("None."),
+        ]
+    )
     return
 
 
 @app.cell
 def _(capabilities, mo):
-    mo.vstack([mo.md("## Capability changes (types, features, modalities, limits)"),
-               mo.ui.table(capabilities)])
+    mo.vstack(
+        [
+            mo.md("## Capability changes (types, features, modalities, limits)"),
+            mo.ui.table(capabilities),
+        ]
+    )
     return
 
 

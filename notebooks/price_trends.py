@@ -22,47 +22,55 @@ def _(mo, p):
 
 @app.cell
 def _(p, store):
-    from pipeline import report
+    from pipeline.report import charts, frames
 
-    feed = report.change_feed(store, p)
-    movers = report.movers(feed)
-    steps = report.price_steps(store, p, movers)
-    return movers, report, steps
+    feed = frames.change_feed(store, p)
+    movers = frames.movers(feed)
+    steps = frames.price_steps(store, p, movers)
+    return charts, frames, movers, steps
 
 
 @app.cell
-def _(mo, movers, report, steps):
-    mo.vstack([
-        mo.md(f"## Step charts: the {len(movers)} models whose input price moved most often"),
-        report.chart_price_steps(steps) if steps.height else mo.md("No price moves."),
-        mo.ui.table(steps),
-    ])
+def _(charts, mo, movers, steps):
+    mo.vstack(
+        [
+            mo.md(f"## Step charts: the {len(movers)} models whose input price moved most often"),
+            charts.chart_price_steps(steps) if steps.height else mo.md("No price moves."),
+            mo.ui.table(steps),
+        ]
+    )
     return
 
 
 @app.cell
-def _(p, report, store):
-    medians = report.median_prices(store, p)
+def _(frames, p, store):
+    medians = frames.median_prices(store, p)
     return (medians,)
 
 
 @app.cell
-def _(medians, mo, report):
-    mo.vstack([mo.md("## Median input price per type"), report.chart_median_prices(medians),
-               mo.ui.table(medians)])
+def _(charts, medians, mo):
+    mo.vstack(
+        [
+            mo.md("## Median input price per type"),
+            charts.chart_median_prices(medians),
+            mo.ui.table(medians),
+        ]
+    )
     return
 
 
 @app.cell
-def _(p, report, store):
-    cheapest_tools = report.cheapest_over_time(store, p, type="llm", features="tools")
+def _(frames, p, store):
+    cheapest_tools = frames.cheapest_over_time(store, p, type="llm", features="tools")
     return (cheapest_tools,)
 
 
 @app.cell
 def _(cheapest_tools, mo):
-    mo.vstack([mo.md("## Cheapest LLM with tools, snapshot by snapshot"),
-               mo.ui.table(cheapest_tools)])
+    mo.vstack(
+        [mo.md("## Cheapest LLM with tools, snapshot by snapshot"), mo.ui.table(cheapest_tools)]
+    )
     return
 
 

@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.errors import ModelwatchError
-from pipeline.store import DEFAULT_DB, IngestResult, Store
+from pipeline.errors import BadInput, ModelwatchError
+from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
+from pipeline.store import DEFAULT_DB, Store
 from pipeline.timeutil import iso, parse_time
 
 app = typer.Typer(
@@ -74,7 +75,7 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 def _describe(result: IngestResult) -> str:
     parts = [f"{result.source} {iso(result.fetched_at)}: {result.outcome}"]
-    if result.outcome in ("new", "unchanged", "suspect"):
+    if result.outcome in (Outcome.NEW, Outcome.UNCHANGED, Outcome.SUSPECT):
         parts.append(f"{result.models} models")
     counts = [
         (len(result.added), "added"),
@@ -114,12 +115,12 @@ def snapshot(
     db: DbOption = None,
 ) -> None:
     """Fetch a catalog once (conditional GET) and store it."""
-    from pipeline.jobs import Skipped
-    from pipeline.jobs import snapshot as take_snapshot
+    from pipeline.ingest import Skipped
+    from pipeline.ingest import snapshot as take_snapshot
 
     token = os.environ.get(token_env) if token_env else None
     if token_env and not token:
-        raise ModelwatchError(f"environment variable {token_env!r} is not set")
+        raise BadInput(f"environment variable {token_env!r} is not set")
     with open_store(db) as store:
         result = take_snapshot(
             store,
@@ -141,8 +142,8 @@ def snapshot(
 
 
 def _finish(results: list[IngestResult]) -> None:
-    failed = [r for r in results if r.outcome in ("rejected", "failed")]
-    suspect = [r for r in results if r.outcome == "suspect"]
+    failed = [r for r in results if r.outcome in (Outcome.REJECTED, Outcome.FAILED)]
+    suspect = [r for r in results if r.outcome is Outcome.SUSPECT]
     if len(results) == 1:
         line = _describe(results[0])
         (err if failed or suspect else out).print(line)
@@ -167,7 +168,7 @@ def replay(
         directory, source=source, kind=kind, accept_mass_removal=accept_mass_removal, db=db
     )
     _print_replay_summary(results)
-    bad = [r for r in results if r.outcome in ("rejected", "failed", "suspect")]
+    bad = [r for r in results if r.outcome in NOT_APPLIED]
     if bad:
         first = bad[0]
         err.print(
@@ -187,11 +188,10 @@ def _replay(
 ) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.jobs import other_files, payload_files
-    from pipeline.jobs import replay as run_replay
+    from pipeline.ingest import replay as run_replay
+    from pipeline.ingest import scan_payloads
 
-    files = payload_files(directory)
-    others = other_files(directory)
+    files, others = scan_payloads(directory)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         err.print(f"not payloads, left alone: {shown}", markup=False)
@@ -221,16 +221,11 @@ def _print_replay_summary(results: list[IngestResult]) -> None:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    shown = [Outcome.NEW, Outcome.UNCHANGED, Outcome.DUPLICATE, *NOT_APPLIED]
     table = Table(title="replay", show_edge=False)
-    for name in ("payloads", "new", "unchanged", "duplicate", "rejected", "suspect", "failed"):
+    for name in ("payloads", *shown):
         table.add_column(name, justify="right")
-    table.add_row(
-        str(len(results)),
-        *(
-            str(counts.get(k, 0))
-            for k in ("new", "unchanged", "duplicate", "rejected", "suspect", "failed")
-        ),
-    )
+    table.add_row(str(len(results)), *(str(counts.get(k, 0)) for k in shown))
     out.print(table)
 
 
@@ -384,18 +379,16 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Write every history table as Parquet, for other engines."""
-    from pipeline.export import export_parquet
-
     if fmt != "parquet":
-        raise ModelwatchError(f"export format {fmt!r} is not supported; accepted: parquet")
+        raise BadInput(f"export format {fmt!r} is not supported; accepted: parquet")
     with open_store(db, read_only=True) as store:
-        written = export_parquet(store, directory)
+        written = store.export_parquet(directory)
     for path, rows in written.items():
         out.print(f"{path}: {rows} rows")
 
 
 def _print_models(frame: Any, fmt: Format) -> None:
-    from pipeline.render import catalog_body
+    from pipeline.query.render import catalog_body
 
     if fmt is Format.json:
         sys.stdout.buffer.write(catalog_body(frame) + b"\n")
@@ -440,7 +433,7 @@ def serve(
 
     path = db_path(db)
     if not path.exists():
-        raise ModelwatchError(f"database {str(path)!r} does not exist; run a snapshot or replay")
+        raise BadInput(f"database {str(path)!r} does not exist; run a snapshot or replay")
     err.print(f"serving {path} ({source}) on http://{host}:{port}  (Ctrl-C to stop)")
     # access_log off: request lines could carry credentials in query strings
     uvicorn.run(
@@ -462,7 +455,7 @@ def tokens_add(
     db: DbOption = None,
 ) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
-    from pipeline.legacy import add_token
+    from pipeline.serve.tokens import add_token
 
     with open_store(db) as store:
         token = add_token(
@@ -475,7 +468,7 @@ def tokens_add(
 @tokens_app.command("list")
 def tokens_list(db: DbOption = None) -> None:
     """Token names and scopes (never the tokens)."""
-    from pipeline.legacy import list_tokens
+    from pipeline.serve.tokens import list_tokens
 
     with open_store(db, read_only=True) as store:
         rows = list_tokens(store)
@@ -520,12 +513,26 @@ def status(config: ConfigOption = None, db: DbOption = None) -> None:
     with open_store(db or (Path(cfg.db) if cfg.db else None), read_only=True) as store:
         rows = source_health(store, cfg)
     table = Table(show_edge=False)
-    for name in ("source", "state", "last attempt", "outcome", "last success", "last change",
-                 "every"):
+    for name in (
+        "source",
+        "state",
+        "last attempt",
+        "outcome",
+        "last success",
+        "last change",
+        "every",
+    ):
         table.add_column(name)
     for h in rows:
-        table.add_row(h.source, h.state, iso(h.last_attempt) or "-", h.last_outcome or "-",
-                      iso(h.last_success) or "-", iso(h.last_change) or "-", str(h.interval))
+        table.add_row(
+            h.source,
+            h.state,
+            iso(h.last_attempt) or "-",
+            h.last_outcome or "-",
+            iso(h.last_success) or "-",
+            iso(h.last_change) or "-",
+            str(h.interval),
+        )
     out.print(table)
     for h in rows:
         if h.failing and h.last_error:
@@ -549,10 +556,23 @@ def schedule(
 
     cfg = load_config(config)
     path = db or (Path(cfg.db) if cfg.db else None) or db_path(None)
-    from flows.schedule import serve_all
+    serve_all = _scheduler()
+    serve_all(
+        cfg,
+        db=path,
+        config_path=str(config) if config else None,
+        interval=timedelta(seconds=every) if every else None,
+    )
 
-    serve_all(cfg, db=path, config_path=str(config) if config else None,
-              interval=timedelta(seconds=every) if every else None)
+
+def _scheduler() -> Any:
+    """The orchestrator's entry point, found through package metadata so that the library
+    never imports its orchestrator (`flows/` registers itself in pyproject.toml)."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="modelwatch.scheduler"):
+        return entry.load()
+    raise BadInput("no scheduler is installed; install one with: pip install 'modelwatch[flows]'")
 
 
 @app.command()
@@ -578,7 +598,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @app.command()
 def demo(db: DbOption = None) -> None:
     """Replay the bundled AiHubMix history into the database and show what it holds."""
-    from pipeline.jobs import payload_files
+    from pipeline.ingest import payload_files
 
     files = payload_files(BUNDLED_HISTORY)
     out.print(
@@ -616,8 +636,8 @@ def compare(
 ) -> None:
     """The same model across sources (gpt-4o = openai/gpt-4o = azure/gpt-4o-2024-08-06):
     prices side by side, USD per 1M tokens."""
-    from pipeline.compare import compare as compare_sources
-    from pipeline.compare import compare_history
+    from pipeline.query.compare import compare as compare_sources
+    from pipeline.query.compare import compare_history
 
     with open_store(db, read_only=True) as store:
         if history:

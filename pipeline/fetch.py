@@ -18,22 +18,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
 
 import httpx
 
 from pipeline import __version__
-from pipeline.errors import BadInput, PayloadRejected, UpstreamError
+from pipeline.errors import BadInput, PayloadRejected, UpstreamError, upstream_message
+from pipeline.secrets import redact
 
 log = logging.getLogger(__name__)
-
-_E = TypeVar("_E", UpstreamError, PayloadRejected)
 
 USER_AGENT = f"modelwatch/{__version__}"
 
 # Bytes of a retryable error body kept for the error message and the archive.
 _ERROR_BODY_LIMIT = 64 * 1024
-_MESSAGE_LIMIT = 200
 _MAX_AGE = re.compile(r'^max-age\s*=\s*"?(\d+)"?$', re.IGNORECASE)
 
 
@@ -171,7 +168,7 @@ def _fetch(
             raise _exhausted(url, failure, attempt, token=token, why=why)
         log.warning(
             "%s",
-            _redact(
+            redact(
                 f"GET {url}: {_describe(failure)} on attempt {attempt}/{max_attempts}; "
                 f"retrying in {wait:.2f}s",
                 token,
@@ -219,19 +216,13 @@ def _attempt(
                 url=url, status=status, body=body, etag=resp_etag, max_age=max_age, attempts=attempt
             )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise BadInput(_redact(f"cannot GET {url}: {_exc_line(exc)}", token)) from None
+        raise BadInput(redact(f"cannot GET {url}: {_exc_line(exc)}", token)) from None
     except httpx.DecodingError as exc:
-        raise _with(
-            PayloadRejected(
-                _redact(f"GET {url}: body cannot be decoded ({_exc_line(exc)})", token)
-            ),
-            None,
-            None,
+        raise PayloadRejected(
+            redact(f"GET {url}: body cannot be decoded ({_exc_line(exc)})", token)
         ) from exc
     except httpx.TooManyRedirects as exc:
-        raise _with(
-            UpstreamError(_redact(f"GET {url}: {_exc_line(exc)}", token)), None, None
-        ) from exc
+        raise UpstreamError(redact(f"GET {url}: {_exc_line(exc)}", token)) from exc
     except httpx.TransportError as exc:
         return _Failure(error=_exc_line(exc)), None
 
@@ -240,32 +231,26 @@ def _read_limited(resp: httpx.Response, url: str, max_bytes: int, *, token: str 
     """The whole body, refused as soon as it is known to be larger than `max_bytes`."""
     declared = resp.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
-        raise _with(
-            PayloadRejected(
-                _redact(
-                    f"body exceeds {max_bytes} bytes (Content-Length {int(declared)}) "
-                    f"from GET {url}, HTTP {resp.status_code}",
-                    token,
-                )
+        raise PayloadRejected(
+            redact(
+                f"body exceeds {max_bytes} bytes (Content-Length {int(declared)}) "
+                f"from GET {url}, HTTP {resp.status_code}",
+                token,
             ),
-            resp.status_code,
-            None,
+            status=resp.status_code,
         )
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_bytes():  # decoded bytes, so a compressed bomb is caught too
         size += len(chunk)
         if size > max_bytes:
-            raise _with(
-                PayloadRejected(
-                    _redact(
-                        f"body exceeds {max_bytes} bytes (stopped reading at {size}) "
-                        f"from GET {url}, HTTP {resp.status_code}",
-                        token,
-                    )
+            raise PayloadRejected(
+                redact(
+                    f"body exceeds {max_bytes} bytes (stopped reading at {size}) "
+                    f"from GET {url}, HTTP {resp.status_code}",
+                    token,
                 ),
-                resp.status_code,
-                None,
+                status=resp.status_code,
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -331,7 +316,7 @@ def _exhausted(
     upstream = _upstream_message(failure.body)
     if upstream:
         message += f"; upstream message: {upstream}"
-    return _with(UpstreamError(_redact(message, token)), failure.status, failure.body)
+    return UpstreamError(redact(message, token), status=failure.status, body=failure.body)
 
 
 def _describe(failure: _Failure) -> str:
@@ -341,38 +326,16 @@ def _describe(failure: _Failure) -> str:
 
 
 def _upstream_message(body: bytes | None) -> str | None:
-    """The `message` of a JSON error body (AiHubMix or OpenAI shape), quoted on one line."""
+    """The `message` of a JSON error body, quoted on one line."""
     if not body:
         return None
     try:
-        doc = json.loads(body)
+        message = upstream_message(json.loads(body))
     except (UnicodeDecodeError, ValueError):
         return None
-    if not isinstance(doc, dict):
-        return None
-    message = doc.get("message")
-    if not message and isinstance(doc.get("error"), dict):
-        message = doc["error"].get("message")
-    if not isinstance(message, str) or not message.strip():
-        return None
-    text = " ".join(message.split())
-    if len(text) > _MESSAGE_LIMIT:
-        text = text[: _MESSAGE_LIMIT - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
+    return None if message is None else json.dumps(message, ensure_ascii=False)
 
 
 def _exc_line(exc: BaseException) -> str:
     detail = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-def _redact(text: str, token: str | None) -> str:
-    """Never let the bearer token reach a message or a log line, even if upstream echoes it."""
-    return text.replace(token, "***") if token else text
-
-
-def _with(exc: _E, status: int | None, body: bytes | None) -> _E:
-    """Attach the HTTP status and body the caller archives (`getattr(exc, "body", None)`)."""
-    exc.status = status
-    exc.body = body
-    return exc

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.config import Config
+from pipeline.outcome import NOT_APPLIED
 from pipeline.store import Store
 from pipeline.timeutil import utcnow
 
 STALE_AFTER_INTERVALS = 3
-_SUCCESS = ("new", "unchanged", "not_modified")
 
 
 @dataclass(frozen=True)
@@ -47,17 +47,9 @@ def source_health(
         intervals.setdefault(name, timedelta(minutes=5))
     rows = []
     for name, interval in intervals.items():
-        last = store.con.execute(
-            "SELECT fetched_at, outcome, error FROM fetch_log WHERE source = ? "
-            "ORDER BY fetched_at DESC, fetch_id DESC LIMIT 1",
-            [name],
-        ).fetchall()
-        success, change = store.con.execute(
-            "SELECT max(fetched_at) FILTER (outcome IN ('new', 'unchanged', 'not_modified')),"
-            " max(fetched_at) FILTER (outcome = 'new') FROM fetch_log WHERE source = ?",
-            [name],
-        ).fetchall()[0]
-        attempt, outcome, error = last[0] if last else (None, None, None)
+        last = store.last_attempt(name)
+        success, change = store.last_success_and_change(name)
+        attempt, outcome, error = last if last else (None, None, None)
         reference = success or attempt
         stale = reference is None or when - reference > STALE_AFTER_INTERVALS * interval
         rows.append(
@@ -70,7 +62,7 @@ def source_health(
                 last_success=success,
                 last_change=change,
                 stale=attempt is not None and stale,
-                failing=outcome in ("failed", "rejected", "suspect"),
+                failing=outcome in NOT_APPLIED,
             )
         )
     return rows

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.record import (
+from schemas.record import (
     ALIASES,
     COUNT_COLUMNS,
     KNOWN_VALUES,
@@ -131,9 +131,7 @@ def _count(value: Any, name: str, reasons: list[str]) -> int | None:
     return int(number) or None  # 0 means unknown
 
 
-def normalise_item(
-    item: Any, position: int, *, source: str, price_multiplier: float = 1.0
-) -> tuple[dict[str, Any], list[str]]:
+def normalise_item(item: Any, position: int, *, source: str) -> tuple[dict[str, Any], list[str]]:
     """One upstream item (AiHubMix shape) -> record values and the reasons it is invalid."""
     reasons: list[str] = []
     if not isinstance(item, dict):
@@ -164,7 +162,7 @@ def normalise_item(
         for key, value in pricing.items():
             if key in PRICE_KEYS:
                 price = _number(value, f"pricing.{key}", reasons)
-                row[PRICE_KEYS[key]] = None if price is None else price * price_multiplier
+                row[PRICE_KEYS[key]] = price
             else:
                 extra.setdefault("pricing", {})[key] = value
     elif pricing is not None:
@@ -181,7 +179,6 @@ def normalise_items(
     items: list[Any],
     *,
     source: str,
-    price_multiplier: float = 1.0,
     cache: dict[str, CacheEntry] | None = None,
 ) -> Normalised:
     """Normalise a catalog's items; invalid rows go to the quarantine with their reasons.
@@ -204,9 +201,7 @@ def normalise_items(
             own_reasons.append(list(hit[3]))
             hashes.append(hit[2])
             continue
-        row, reasons = normalise_item(
-            item, position, source=source, price_multiplier=price_multiplier
-        )
+        row, reasons = normalise_item(item, position, source=source)
         rows.append(row)
         own_reasons.append(reasons)
         hashes.append(None)

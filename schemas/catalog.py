@@ -1,4 +1,4 @@
-"""pandera schemas of the normalised record, built from `pipeline.record.FIELDS`.
+"""pandera schemas of the normalised record, built from `schemas.record.FIELDS`.
 
 `CatalogSchema` states every rule per column and gives precise failure messages.
 Running it costs one polars collect per check, so `failure_reasons` screens a whole
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pandera.polars as pa
 import polars as pl
 
-from pipeline.record import COUNT_COLUMNS, FIELDS, PRICE_COLUMNS
+from schemas.record import COUNT_COLUMNS, FIELDS, PRICE_COLUMNS
 
 _NOT_NULL = frozenset(
     {"source", "model_id", "description", "types", "features", "input_modalities", "position"}

@@ -34,7 +34,7 @@ def store():
 @pytest.fixture(scope="session")
 def bundled() -> list[tuple[datetime, bytes]]:
     """The bundled AiHubMix history: (fetch time, body), oldest first."""
-    from pipeline.jobs import payload_files
+    from pipeline.ingest import payload_files
 
     return [(t, gzip.decompress(p.read_bytes())) for t, p in payload_files(HISTORY)]
 

@@ -21,36 +21,87 @@ from bench import __main__ as harness  # noqa: E402
 from bench import dlt_baseline  # noqa: E402
 
 TINY: dict[str, dict] = {
-    "ingest": {"synthetic": [{"models": 30, "polls": 20}, {"models": 60, "polls": 6}],
-               "bundled": True},
-    "query": {"models": 30, "days": 3, "polls_per_day": 24, "changes_per_day": 3,
-              "repeats": 10, "changes_repeats": 3, "naive_changes_repeats": 1, "cli_runs": 1},
-    "serve": {"models": 20, "duration": 0.3, "connections": 2, "max_requests": 100,
-              "rounds": 1, "use_wrk": False, "misses": False, "asgi": False},
+    "ingest": {
+        "synthetic": [{"models": 30, "polls": 20}, {"models": 60, "polls": 6}],
+        "bundled": True,
+    },
+    "query": {
+        "models": 30,
+        "days": 3,
+        "polls_per_day": 24,
+        "changes_per_day": 3,
+        "repeats": 10,
+        "changes_repeats": 3,
+        "naive_changes_repeats": 1,
+        "cli_runs": 1,
+    },
+    "serve": {
+        "models": 20,
+        "duration": 0.3,
+        "connections": 2,
+        "max_requests": 100,
+        "rounds": 1,
+        "use_wrk": False,
+        "misses": False,
+        "asgi": False,
+    },
     "sources": {"limit": 3},
     "dlt": {"models": 30, "snapshots": 2},
     "memory": {"source": "synthetic", "models": 30, "snapshots": [3, 6]},
 }
-ROW_KEYS = {"bench", "figure", "value", "unit", "baseline", "baseline_name", "ratio", "target",
-            "met"}
+ROW_KEYS = {
+    "bench",
+    "figure",
+    "value",
+    "unit",
+    "baseline",
+    "baseline_name",
+    "ratio",
+    "target",
+    "met",
+}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench-out")
-    summary = harness.run_all(TINY, out=out, workdir=tmp_path_factory.mktemp("bench-work"),
-                              preset="tiny", log=lambda message: None)
+    summary = harness.run_all(
+        TINY,
+        out=out,
+        workdir=tmp_path_factory.mktemp("bench-work"),
+        preset="tiny",
+        log=lambda message: None,
+    )
     return summary, out
 
 
 def test_summary_is_written_with_the_expected_keys(run: tuple[dict, Path]) -> None:
     summary, out = run
     assert json.loads((out / "summary.json").read_text()) == json.loads(
-        json.dumps(summary, default=str))
-    assert {"generated_at", "preset", "revision", "machine", "config", "benches", "headline", "met",
-            "elapsed_seconds"} <= set(summary)
-    assert {"cpu", "cpus", "memory_bytes", "python", "duckdb", "polars", "pandera", "git",
-            "load_average"} <= set(summary["machine"])
+        json.dumps(summary, default=str)
+    )
+    assert {
+        "generated_at",
+        "preset",
+        "revision",
+        "machine",
+        "config",
+        "benches",
+        "headline",
+        "met",
+        "elapsed_seconds",
+    } <= set(summary)
+    assert {
+        "cpu",
+        "cpus",
+        "memory_bytes",
+        "python",
+        "duckdb",
+        "polars",
+        "pandera",
+        "git",
+        "load_average",
+    } <= set(summary["machine"])
     assert list(summary["benches"]) == list(harness.BENCHES)
     text = (out / "summary.md").read_text()
     assert "| bench | figure | value | baseline | ratio | target | met |" in text
@@ -82,8 +133,15 @@ def test_headline_rows_have_targets_and_verdicts(run: tuple[dict, Path]) -> None
     by_bench = {r["bench"] for r in rows}
     assert {"ingest", "query", "serve", "memory"} <= by_bench
     targets = " ".join(r["target"] for r in rows)
-    for target in ("<= 10x JSON floor", "<= 5 ms", "<= 1x git pack", "<= 20 ms", "<= 0.6 s",
-                   ">= 0.8x static", "<= 1.1x the 3-snapshot peak"):
+    for target in (
+        "<= 10x JSON floor",
+        "<= 5 ms",
+        "<= 1x git pack",
+        "<= 20 ms",
+        "<= 0.6 s",
+        ">= 0.8x static",
+        "<= 1.1x the 3-snapshot peak",
+    ):
         assert target in targets, target
     for r in rows:
         if r["target"] and r["value"] is not None and r["baseline"] is not None:

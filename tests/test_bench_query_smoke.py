@@ -27,20 +27,46 @@ SMALL = {"models": 30, "days": 3, "polls_per_day": 24, "changes_per_day": 3}
 def run_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, float, Path]:
     workdir = tmp_path_factory.mktemp("bench-query")
     started = time.perf_counter()
-    result = bench_query.run(workdir=workdir, repeats=20, changes_repeats=5,
-                             naive_changes_repeats=2, cli_runs=2, **SMALL)
+    result = bench_query.run(
+        workdir=workdir, repeats=20, changes_repeats=5, naive_changes_repeats=2, cli_runs=2, **SMALL
+    )
     return result, time.perf_counter() - started, workdir
 
 
 def test_result_has_the_expected_keys(run_result: tuple[dict, float, Path]) -> None:
     result, _, _ = run_result
-    assert {"machine", "config", "targets", "build", "models", "changes", "cli", "figures",
-            "baselines", "ratios", "met", "rows", "elapsed_seconds"} <= set(result)
+    assert {
+        "machine",
+        "config",
+        "targets",
+        "build",
+        "models",
+        "changes",
+        "cli",
+        "figures",
+        "baselines",
+        "ratios",
+        "met",
+        "rows",
+        "elapsed_seconds",
+    } <= set(result)
     assert set(result["models"]) == set(bench_query.COMBOS)
-    assert {"models_ms_median", "models_ms_p95", "changes_ms_median", "changes_ms_p95",
-            "changes_rows_median", "cli_s_median"} == set(result["figures"])
-    assert {"models_vs_floor", "models_vs_naive", "changes_vs_floor", "changes_vs_naive",
-            "cli_vs_python_pass", "cli_vs_import_duckdb_polars"} == set(result["ratios"])
+    assert {
+        "models_ms_median",
+        "models_ms_p95",
+        "changes_ms_median",
+        "changes_ms_p95",
+        "changes_rows_median",
+        "cli_s_median",
+    } == set(result["figures"])
+    assert {
+        "models_vs_floor",
+        "models_vs_naive",
+        "changes_vs_floor",
+        "changes_vs_naive",
+        "cli_vs_python_pass",
+        "cli_vs_import_duckdb_polars",
+    } == set(result["ratios"])
     assert set(result["met"]) == {"models_ms", "cli_s"}
     assert all(isinstance(v, bool) for v in result["met"].values())
     assert {"figure", "value", "baseline", "ratio", "target", "met"} <= set(result["rows"][0])

@@ -43,8 +43,9 @@ Transfer/sec:      1.25GB
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     workdir = tmp_path_factory.mktemp("bench-serve")
-    return bench_serve.run(workdir=workdir, models=20, duration=0.5, connections=4,
-                           max_requests=300, use_wrk=False)
+    return bench_serve.run(
+        workdir=workdir, models=20, duration=0.5, connections=4, max_requests=300, use_wrk=False
+    )
 
 
 def test_every_scenario_answers(result: dict) -> None:
@@ -55,8 +56,11 @@ def test_every_scenario_answers(result: dict) -> None:
         assert s["errors"] == 0, (name, s["rounds"][0]["error_kinds"])
         assert 0 < s["requests"] <= 300, name  # bounded by max_requests
         assert _positive(s["p50_ms"]) and _positive(s["p99_ms"]), name
-    for key in ("dynamic_vs_static_rps", "dynamic_304_vs_static_rps",
-                "dynamic_304_vs_static_304_rps"):
+    for key in (
+        "dynamic_vs_static_rps",
+        "dynamic_304_vs_static_rps",
+        "dynamic_304_vs_static_304_rps",
+    ):
         assert _positive(result["ratios"][key]), key
     assert isinstance(result["met"]["dynamic_vs_static_rps"], bool)
 

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from pipeline.normalise import normalise_items
-from pipeline.render import catalog_body
+from pipeline.query.render import catalog_body
 from pipeline.sources.aihubmix import parse
 from tests.conftest import HISTORY, run_cli
 
@@ -169,8 +169,17 @@ def test_changes_history_cost_and_export(demo_db, tmp_path):
 
 def test_a_source_can_be_named_apart_from_its_adapter(tmp_path):
     db = str(tmp_path / "kind.duckdb")
-    done = run_cli("replay", str(HISTORY.parent / "openrouter"), "--source", "or-team-a",
-                   "--kind", "openrouter", "--accept-mass-removal", "--db", db)
+    done = run_cli(
+        "replay",
+        str(HISTORY.parent / "openrouter"),
+        "--source",
+        "or-team-a",
+        "--kind",
+        "openrouter",
+        "--accept-mass-removal",
+        "--db",
+        db,
+    )
     assert done.returncode == 0, done.stderr
     listed = run_cli("models", "--source", "or-team-a", "--format", "json", "--db", db)
     assert len(json.loads(listed.stdout)["data"]) > 100

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.compare import canonical_key, compare, compare_history
 from pipeline.errors import BadInput
-from pipeline.jobs import payload_files, replay
+from pipeline.ingest import payload_files, replay
+from pipeline.query.compare import canonical_key, compare, compare_history
 from pipeline.store import Store
 from tests.conftest import DATA, HISTORY, run_cli
 
@@ -213,10 +213,10 @@ def test_compare_history_gives_price_steps(reader):
     opus = compare_history(reader, "claude-opus-4-1")
     opus = opus.filter(opus["source"] == "aihubmix")
     assert opus.height == 1
-    versions = reader.con.execute(
+    versions = reader.execute(
         "SELECT count(*) FROM model_versions WHERE source = 'aihubmix' "
         "AND model_id = 'claude-opus-4-1'"
-    ).fetchall()[0][0]
+    )[0][0]
     assert versions == 4
 
 
@@ -248,9 +248,9 @@ def test_a_read_only_database_without_the_macros_still_compares(tmp_path):
     path = tmp_path / "old.duckdb"
     with Store.open(path) as store:
         replay(store, files("openrouter")[-1:], source="openrouter")
-        store.con.execute("DROP VIEW model_compare")
-        store.con.execute("DROP MACRO TABLE model_compare_as_of")
-        store.con.execute("DROP MACRO canonical_model_key")
+        store.execute("DROP VIEW model_compare")
+        store.execute("DROP MACRO TABLE model_compare_as_of")
+        store.execute("DROP MACRO canonical_model_key")
     with Store.open(path, read_only=True) as store:
         assert compare(store, "gpt-4o")["model_id"].to_list()[:2] == [
             "openai/gpt-4o",
@@ -293,5 +293,5 @@ def test_the_docs_sql_runs_and_finds_listings(reader):
     statements = [s for s in statements if s]
     assert len(statements) == 2
     for sql in statements:
-        rows = reader.con.execute(sql).fetchall()
+        rows = reader.execute(sql)
         assert rows and {r[0] for r in rows} == {"gpt-4o"}, sql

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from pipeline.ingest import ingest
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -13,8 +14,10 @@ SQL_BLOCKS = re.findall(r"```sql\n(.*?)```", README, re.S)
 def test_readme_has_the_two_setup_commands_and_ci_runs_the_second():
     setup = README.split("## Set-up: two commands", 1)[1].split("##", 1)[0]
     commands = [line for line in setup.splitlines() if line.startswith("pip install")]
-    assert commands == ['pip install -e . && modelwatch demo',
-                        'pip install -e ".[test]" && python -m pytest']
+    assert commands == [
+        "pip install -e . && modelwatch demo",
+        'pip install -e ".[test]" && python -m pytest',
+    ]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
 
@@ -25,7 +28,7 @@ def history_db(tmp_path_factory, bundled):
     path = tmp_path_factory.mktemp("docs") / "catalog.duckdb"
     with Store.open(path) as store:
         for at, payload in bundled:
-            store.ingest(payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            ingest(store, payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
     return path
 
 

@@ -123,8 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, b'{"success": false, "message": "not found"}')
 
-    def _send(self, status: int, body: bytes, *, content_type: str | None = None,
-              etag: bool = False) -> None:
+    def _send(
+        self, status: int, body: bytes, *, content_type: str | None = None, etag: bool = False
+    ) -> None:
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -154,8 +155,12 @@ class _Server(ThreadingHTTPServer):
 @pytest.fixture
 def server() -> Iterator[_Server]:
     srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
-                              name="fetch-test-server", daemon=True)
+    thread = threading.Thread(
+        target=srv.serve_forever,
+        kwargs={"poll_interval": 0.02},
+        name="fetch-test-server",
+        daemon=True,
+    )
     thread.start()
     try:
         yield srv
@@ -174,14 +179,16 @@ def client() -> Iterator[httpx.Client]:
 def test_real_server_200_then_304(server: _Server, client: httpx.Client) -> None:
     url = server.url("/api/v1/models")
     first = fetch_catalog(url, client=client, sleep=[].append)
-    assert first == FetchResponse(url=url, status=200, body=SUCCESS, etag=ETAG, max_age=300,
-                                  attempts=1)
+    assert first == FetchResponse(
+        url=url, status=200, body=SUCCESS, etag=ETAG, max_age=300, attempts=1
+    )
     assert first.etag is not None and first.etag.startswith('"') and first.etag.endswith('"')
     assert json.loads(first.body or b"")["success"] is True
 
     second = fetch_catalog(url, etag=first.etag, client=client, sleep=[].append)
-    assert second == FetchResponse(url=url, status=304, body=None, etag=ETAG, max_age=300,
-                                   attempts=1)
+    assert second == FetchResponse(
+        url=url, status=304, body=None, etag=ETAG, max_age=300, attempts=1
+    )
     assert not client.is_closed  # a client we were given is the caller's to close
 
     (_, h1), (_, h2) = server.seen
@@ -201,8 +208,9 @@ def test_real_server_own_client(server: _Server) -> None:
 
 def test_real_server_500_twice_then_200(server: _Server, client: httpx.Client) -> None:
     slept: list[float] = []
-    response = fetch_catalog(server.url("/flaky"), client=client, sleep=slept.append,
-                             rng=random.Random(SEED))
+    response = fetch_catalog(
+        server.url("/flaky"), client=client, sleep=slept.append, rng=random.Random(SEED)
+    )
     assert (response.status, response.body, response.attempts) == (200, SUCCESS, 3)
     assert slept == backoff_waits(2)
     assert [path for path, _ in server.seen] == ["/flaky"] * 3
@@ -252,8 +260,9 @@ def test_real_connection_refused_retries_then_fails() -> None:
 def test_headers_sent_and_etag_returned_as_sent() -> None:
     script = Script(httpx.Response(304, headers={"ETag": 'W/"v1"', "Cache-Control": "max-age=60"}))
     response = run(script, etag='W/"v1"', token=TOKEN)
-    assert response == FetchResponse(url=URL, status=304, body=None, etag='W/"v1"', max_age=60,
-                                     attempts=1)
+    assert response == FetchResponse(
+        url=URL, status=304, body=None, etag='W/"v1"', max_age=60, attempts=1
+    )
     (request,) = script.requests
     assert request.method == "GET"
     assert request.headers["If-None-Match"] == 'W/"v1"'
@@ -271,8 +280,9 @@ def test_500_then_success() -> None:
     slept: list[float] = []
     script = Script(error_500(), ok(**{"Cache-Control": CACHE_CONTROL}))
     response = run(script, sleep=slept.append)
-    assert response == FetchResponse(url=URL, status=200, body=SUCCESS, etag=ETAG, max_age=300,
-                                     attempts=2)
+    assert response == FetchResponse(
+        url=URL, status=200, body=SUCCESS, etag=ETAG, max_age=300, attempts=2
+    )
     assert slept == backoff_waits(1)
 
 
@@ -282,7 +292,7 @@ def test_500_exhausted_quotes_upstream_message() -> None:
     with pytest.raises(UpstreamError) as info:
         run(script, sleep=slept.append)
     assert str(info.value) == (
-        f'GET {URL} failed after 4 attempts: HTTP 500 Internal Server Error; '
+        f"GET {URL} failed after 4 attempts: HTTP 500 Internal Server Error; "
         f'upstream message: "{MESSAGE_500}"'
     )
     assert info.value.status == 500  # type: ignore[attr-defined]
@@ -296,15 +306,18 @@ def test_openai_error_shape_message_quoted() -> None:
     with pytest.raises(UpstreamError) as info:
         run(Script(httpx.Response(503, content=body.encode())), max_attempts=1)
     assert str(info.value) == (
-        f'GET {URL} failed after 1 attempt: HTTP 503 Service Unavailable; '
+        f"GET {URL} failed after 1 attempt: HTTP 503 Service Unavailable; "
         'upstream message: "upstream overloaded"'
     )
 
 
 @pytest.mark.parametrize(
     "exc",
-    [httpx.ConnectError("connection refused"), httpx.ReadTimeout("timed out"),
-     httpx.RemoteProtocolError("peer closed connection")],
+    [
+        httpx.ConnectError("connection refused"),
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("peer closed connection"),
+    ],
     ids=lambda e: type(e).__name__,
 )
 def test_transport_errors_retried(exc: Exception) -> None:
@@ -386,8 +399,9 @@ def test_client_errors_returned_without_retry(status: int, body: bytes) -> None:
     slept: list[float] = []
     script = Script(httpx.Response(status, content=body))
     response = run(script, sleep=slept.append)
-    assert response == FetchResponse(url=URL, status=status, body=body, etag=None, max_age=None,
-                                     attempts=1)
+    assert response == FetchResponse(
+        url=URL, status=status, body=body, etag=None, max_age=None, attempts=1
+    )
     assert len(script.requests) == 1
     assert slept == []
 
@@ -450,8 +464,8 @@ def test_token_sent_but_never_in_messages_or_logs(caplog: pytest.LogCaptureFixtu
         run(script, token=TOKEN)
     assert [r.headers["Authorization"] for r in script.requests] == [f"Bearer {TOKEN}"] * 4
     assert str(info.value) == (
-        f'GET {URL} failed after 4 attempts: HTTP 500 Internal Server Error; '
-        'upstream message: "bad key ***"'
+        f"GET {URL} failed after 4 attempts: HTTP 500 Internal Server Error; "
+        'upstream message: "bad key [REDACTED]"'
     )
     ours = [r for r in caplog.records if r.name == "pipeline.fetch"]
     assert [r.levelno for r in ours] == [logging.WARNING] * 3  # one line per retry
@@ -460,10 +474,15 @@ def test_token_sent_but_never_in_messages_or_logs(caplog: pytest.LogCaptureFixtu
 
 def test_token_in_url_redacted_from_message() -> None:
     with pytest.raises(UpstreamError) as info:
-        run(Script(httpx.ConnectError(f"cannot reach ?key={TOKEN}")), token=TOKEN,
-            url=f"{URL}?key={TOKEN}", max_attempts=1)
+        run(
+            Script(httpx.ConnectError(f"cannot reach ?key={TOKEN}")),
+            token=TOKEN,
+            url=f"{URL}?key={TOKEN}",
+            max_attempts=1,
+        )
     assert str(info.value) == (
-        f"GET {URL}?key=*** failed after 1 attempt: ConnectError: cannot reach ?key=***"
+        f"GET {URL}?key=[REDACTED] failed after 1 attempt: "
+        "ConnectError: cannot reach ?key=[REDACTED]"
     )
 
 

@@ -9,8 +9,9 @@ import pytest
 from flows import snapshot as flows
 from pipeline.config import SourceConfig, load_config
 from pipeline.health import source_health
-from pipeline.jobs import FetchPlan
-from pipeline.store import Store
+from pipeline.ingest import FetchPlan, ingest
+from pipeline.outcome import IngestResult, Outcome
+from pipeline.store import FetchMeta, Store
 from tests.conftest import run_cli
 from tests.upstream import Upstream
 
@@ -38,7 +39,6 @@ def test_tasks_wrap_the_library_stages(tmp_path, upstream, bundled):
 
 
 def test_changes_markdown_lists_what_changed():
-    from pipeline.store import IngestResult
 
     result = IngestResult(
         source="aihubmix",
@@ -68,14 +68,20 @@ def test_changes_markdown_lists_what_changed():
 def test_health_flags_stale_and_failing_sources(store):
     body = json.dumps({"data": [{"model_id": "a"}]}).encode()
     t0 = datetime(2026, 1, 1)
-    store.ingest(body, source="aihubmix", fetched_at=t0)
+    ingest(store, body, source="aihubmix", fetched_at=t0)
     cfg = load_config(None)
     fresh = source_health(store, cfg, now=t0 + timedelta(minutes=14))[0]
     assert (fresh.state, fresh.stale, fresh.failing) == ("ok", False, False)
     stale = source_health(store, cfg, now=t0 + timedelta(minutes=16))[0]
     assert stale.state == "stale"
     store.record_attempt(
-        source="aihubmix", fetched_at=t0 + timedelta(minutes=20), outcome="failed", error="HTTP 500"
+        IngestResult(
+            source="aihubmix",
+            fetched_at=t0 + timedelta(minutes=20),
+            outcome=Outcome.FAILED,
+            error="HTTP 500",
+        ),
+        FetchMeta(),
     )
     failing = source_health(store, cfg, now=t0 + timedelta(minutes=21))[0]
     assert (failing.state, failing.last_success, failing.last_error) == ("failing", t0, "HTTP 500")
@@ -173,10 +179,7 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     assert fourth.is_failed()
 
     with Store.open(db, read_only=True) as store:
-        outcomes = [
-            r[0]
-            for r in store.con.execute("SELECT outcome FROM fetch_log ORDER BY fetch_id").fetchall()
-        ]
+        outcomes = [r[0] for r in store.execute("SELECT outcome FROM fetch_log ORDER BY fetch_id")]
     assert outcomes == ["new", "not_modified", "new", "failed"]
 
     changed = [payload for name, payload in events if name == "modelwatch.catalog.changed"]
@@ -215,7 +218,7 @@ def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bun
         state.result(raise_on_failure=False)
     )
     with Store.open(db, read_only=True) as store:
-        rows = dict(store.con.execute("SELECT source, outcome FROM fetch_log").fetchall())
+        rows = dict(store.execute("SELECT source, outcome FROM fetch_log"))
     assert rows == {"aihubmix": "new", "broken": "failed"}
 
 
@@ -258,10 +261,15 @@ def test_staleness_check_emits_an_event_per_stale_source(tmp_path, monkeypatch):
     monkeypatch.setattr(flows, "emit_event", lambda **kw: events.append(kw))
     db = tmp_path / "stale.duckdb"
     with Store.open(db) as store:  # last success long ago
-        store.ingest(json.dumps({"data": [{"model_id": "a"}]}).encode(), source="aihubmix",
-                     fetched_at=datetime(2026, 1, 1))
+        ingest(
+            store,
+            json.dumps({"data": [{"model_id": "a"}]}).encode(),
+            source="aihubmix",
+            fetched_at=datetime(2026, 1, 1),
+        )
     stale = flows.check_staleness.fn(db=str(db))
     assert stale == ["aihubmix"]
     assert [(e["event"], e["resource"]["prefect.resource.id"]) for e in events] == [
-        ("modelwatch.source.stale", "modelwatch.source.aihubmix")]
+        ("modelwatch.source.stale", "modelwatch.source.aihubmix")
+    ]
     assert events[0]["payload"]["last_success"] == "2026-01-01T00:00:00"

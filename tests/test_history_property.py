@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from pipeline.ingest import ingest
 from pipeline.normalise import normalise_items
 from pipeline.sources.aihubmix import parse
 from pipeline.store import Store
@@ -66,7 +67,7 @@ def test_any_history_round_trips(history):
         accepted = []
         for i, body in enumerate(bodies):
             at = t0 + timedelta(minutes=5 * i)
-            result = store.ingest(body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            result = ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
             assert result.outcome in ("new", "unchanged")
             accepted.append((at, body))
         for at, body in accepted:

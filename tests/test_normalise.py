@@ -197,7 +197,7 @@ def test_payloads_that_are_not_catalogs_are_rejected(body, message):
 
 
 def test_frame_matches_the_record_schema():
-    from pipeline.record import SCHEMA
+    from schemas.record import SCHEMA
 
     frame = normalise_items([{"model_id": "m"}], source="s").frame
     assert dict(frame.drop("row_hash").schema) == SCHEMA

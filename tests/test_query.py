@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline import query
 from pipeline.errors import BadInput, BadParameter
+from pipeline.ingest import ingest
 from pipeline.store import Store
 
 T0 = datetime(2026, 2, 1)
@@ -72,7 +73,7 @@ CATALOG = [
 def catalog_store():
     with Store.open(":memory:") as store:
         body = json.dumps({"data": CATALOG, "success": True}).encode()
-        store.ingest(body, source="aihubmix", fetched_at=T0)
+        ingest(store, body, source="aihubmix", fetched_at=T0)
         yield store
 
 
@@ -179,8 +180,7 @@ def test_bad_values_name_themselves_and_the_accepted_ones(catalog_store, params,
 def test_an_unknown_source_is_an_error(catalog_store):
     with pytest.raises(BadParameter) as info:
         query.models(catalog_store, source="openrouterr")
-    assert str(info.value) == (
-        "source 'openrouterr' has no history here; stored sources: aihubmix")
+    assert str(info.value) == ("source 'openrouterr' has no history here; stored sources: aihubmix")
 
 
 def test_documented_values_are_accepted_even_if_absent(catalog_store):
@@ -191,12 +191,14 @@ def test_documented_values_are_accepted_even_if_absent(catalog_store):
 
 def test_values_present_only_at_that_time_are_accepted_then(catalog_store):
     with Store.open(":memory:") as store:
-        store.ingest(
+        ingest(
+            store,
             json.dumps({"data": [{"model_id": "a", "types": "music"}]}).encode(),
             source="aihubmix",
             fetched_at=T0,
         )
-        store.ingest(
+        ingest(
+            store,
             json.dumps({"data": [{"model_id": "a", "types": "llm"}]}).encode(),
             source="aihubmix",
             fetched_at=T0 + timedelta(days=1),
@@ -309,7 +311,8 @@ def test_models_agree_with_the_reference(history, params, pick, offset):
     with Store.open(":memory:") as store:
         times = [T0 + timedelta(minutes=10 * i) for i in range(len(history))]
         for at, models in zip(times, history, strict=True):
-            store.ingest(
+            ingest(
+                store,
                 json.dumps({"data": models}).encode(),
                 source="aihubmix",
                 fetched_at=at,
@@ -327,7 +330,8 @@ def test_changes_feed_on_a_small_history():
     b = {"model_id": "b", "features": "tools"}
     with Store.open(":memory:") as store:
         for i, models in enumerate([[a, b], [dict(a, pricing={"input": 1.0}), b], [a], [a, b]]):
-            store.ingest(
+            ingest(
+                store,
                 json.dumps({"data": models}).encode(),
                 source="aihubmix",
                 fetched_at=T0 + timedelta(days=i),
@@ -357,7 +361,8 @@ def test_cost_uses_the_prices_in_force(catalog_store):
     with Store.open(":memory:") as store:
         steps = [{"input": 2.0, "output": 8.0, "cache_read": 0.5}, {"input": 1.0, "output": 4.0}]
         for i, pricing in enumerate(steps):
-            store.ingest(
+            ingest(
+                store,
                 json.dumps({"data": [{"model_id": "m", "pricing": pricing}]}).encode(),
                 source="aihubmix",
                 fetched_at=T0 + timedelta(days=i),
@@ -384,7 +389,7 @@ def test_cost_uses_the_prices_in_force(catalog_store):
 
 def test_helpers_on_the_bundled_history(store, bundled):
     for at, payload in bundled:
-        store.ingest(payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        ingest(store, payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
     snapshots = len(bundled)
     medians = query.median_price_by_type(store)
     assert medians.get_column("observed_at").n_unique() == snapshots

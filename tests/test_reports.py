@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from pipeline import query
+from pipeline.ingest import ingest
 from pipeline.report import build_report
 from pipeline.store import Store
 from tests.conftest import run_cli
@@ -23,7 +24,7 @@ def history_db(tmp_path_factory, bundled):
     path = tmp_path_factory.mktemp("reports") / "catalog.duckdb"
     with Store.open(path) as store:
         for at, payload in bundled:
-            store.ingest(payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            ingest(store, payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
     return path
 
 
@@ -44,17 +45,24 @@ def test_changes_notebook(monkeypatch, history_db):
             prices = store.frame(
                 "SELECT model_id, price, old_price, new_price, direction FROM price_changes "
                 "WHERE changed_at > $a AND changed_at <= $b ORDER BY changed_at, model_id, price",
-                {"a": SINCE, "b": UNTIL})
+                {"a": SINCE, "b": UNTIL},
+            )
     finally:
         defs["store"].close()
     kinds = feed.filter(pl.col("field").is_null())["kind"].to_list()
     summary = defs["summary"]
     assert (summary["added"], summary["removed"], summary["returned"]) == (
-        kinds.count("added"), kinds.count("removed"), kinds.count("returned"))
+        kinds.count("added"),
+        kinds.count("removed"),
+        kinds.count("returned"),
+    )
     assert summary["price_changes"] == prices.height > 0
     assert summary["price_cuts"] == prices.filter(pl.col("direction") == "cut").height
-    shown = defs["prices"].sort(["changed_at", "model_id", "price"]).select(
-        "model_id", "price", "old", "new", "direction")
+    shown = (
+        defs["prices"]
+        .sort(["changed_at", "model_id", "price"])
+        .select("model_id", "price", "old", "new", "direction")
+    )
     assert shown.rows() == prices.rows()
 
 
@@ -62,13 +70,17 @@ def test_price_trends_notebook(monkeypatch, history_db):
     defs = run_notebook("price_trends", monkeypatch, history_db)
     defs["store"].close()
     with Store.open(history_db, read_only=True) as store:
-        snaps = store.frame("SELECT observed_at FROM snapshots WHERE observed_at BETWEEN $a AND $b "
-                            "ORDER BY 1", {"a": SINCE, "b": UNTIL})["observed_at"].to_list()
+        snaps = store.frame(
+            "SELECT observed_at FROM snapshots WHERE observed_at BETWEEN $a AND $b ORDER BY 1",
+            {"a": SINCE, "b": UNTIL},
+        )["observed_at"].to_list()
         cheapest = []
         for at in snaps:
-            rows = [r for r in store.catalog_as_of("aihubmix", at).to_dicts()
-                    if "llm" in r["types"] and "tools" in r["features"]
-                    and r["input_price"] is not None]
+            rows = [
+                r
+                for r in store.catalog_as_of("aihubmix", at).to_dicts()
+                if "llm" in r["types"] and "tools" in r["features"] and r["input_price"] is not None
+            ]
             best = min(rows, key=lambda r: (r["input_price"], r["position"]))
             cheapest.append((at, best["model_id"], best["input_price"]))
         last = store.catalog_as_of("aihubmix", snaps[-1])
@@ -85,8 +97,12 @@ def test_capabilities_notebook(monkeypatch, history_db):
     with Store.open(history_db, read_only=True) as store:
         now = store.catalog_as_of("aihubmix", UNTIL)
     lengths = now["context_length"].drop_nulls()
-    assert defs["context"].row(0) == (lengths.min(), lengths.median(), lengths.max(),
-                                      now["context_length"].null_count())
+    assert defs["context"].row(0) == (
+        lengths.min(),
+        lengths.median(),
+        lengths.max(),
+        now["context_length"].null_count(),
+    )
     features = defs["features"]
     last = features.filter(pl.col("observed_at") == features["observed_at"].max())
     counted = {}
@@ -109,26 +125,48 @@ def test_report_is_self_contained_with_well_formed_charts(history_db):
     for chart in charts:
         xml.dom.minidom.parseString(chart)  # raises if not well-formed
         assert "<text" in chart  # axes and titles are drawn
-    assert "<script" not in page and "http://" not in page.replace(
-        "http://www.w3.org/", "")
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/", "")
     assert "Median input price per type" in page and "valid from (UTC)" in page
 
 
 def test_hostile_catalog_text_is_escaped(tmp_path):
     evil_id = 'x" onerror="alert(1)'
-    body = json.dumps({"data": [
-        {"model_id": evil_id, "desc": "<script>alert('desc')</script><img src=x onerror=alert(2)>",
-         "pricing": {"input": 1.0, "output": 2.0}, "context_length": 1000, "types": "llm"},
-        {"model_id": "<b>bold</b>", "pricing": {"input": 3.0}, "context_length": 2000},
-    ]}).encode()
-    changed = json.dumps({"data": [
-        {"model_id": evil_id, "desc": "<script>alert('desc')</script>",
-         "pricing": {"input": 0.5, "output": 2.0}, "context_length": 1000, "types": "llm"},
-    ]}).encode()
+    body = json.dumps(
+        {
+            "data": [
+                {
+                    "model_id": evil_id,
+                    "desc": "<script>alert('desc')</script><img src=x onerror=alert(2)>",
+                    "pricing": {"input": 1.0, "output": 2.0},
+                    "context_length": 1000,
+                    "types": "llm",
+                },
+                {"model_id": "<b>bold</b>", "pricing": {"input": 3.0}, "context_length": 2000},
+            ]
+        }
+    ).encode()
+    changed = json.dumps(
+        {
+            "data": [
+                {
+                    "model_id": evil_id,
+                    "desc": "<script>alert('desc')</script>",
+                    "pricing": {"input": 0.5, "output": 2.0},
+                    "context_length": 1000,
+                    "types": "llm",
+                },
+            ]
+        }
+    ).encode()
     with Store.open(tmp_path / "evil.duckdb") as store:
-        store.ingest(body, source="aihubmix", fetched_at=datetime(2026, 1, 1))
-        store.ingest(changed, source="aihubmix", fetched_at=datetime(2026, 1, 2),
-                     accept_mass_removal=True)
+        ingest(store, body, source="aihubmix", fetched_at=datetime(2026, 1, 1))
+        ingest(
+            store,
+            changed,
+            source="aihubmix",
+            fetched_at=datetime(2026, 1, 2),
+            accept_mass_removal=True,
+        )
         page = build_report(store, until=datetime(2026, 1, 3))
     assert "<script" not in page
     assert "<img" not in page and "<b>bold</b>" not in page
@@ -145,7 +183,8 @@ def test_report_command(history_db, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out)
     assert "What changed in aihubmix" in out.read_text()
-    bad = run_cli("report", "--db", str(history_db), "--since", "2026-05-01",
-                  "--until", "2026-01-01")
+    bad = run_cli(
+        "report", "--db", str(history_db), "--since", "2026-05-01", "--until", "2026-01-01"
+    )
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: --since 2026-05-01T00:00:00Z is not before --until")

@@ -136,10 +136,7 @@ def test_a_scheduled_run_fires_against_a_real_prefect_server(tmp_path, bundled):
             stop(scheduler)
         with Store.open(db, read_only=True) as store:
             outcomes = [
-                r[0]
-                for r in store.con.execute(
-                    "SELECT outcome FROM fetch_log ORDER BY fetch_id"
-                ).fetchall()
+                r[0] for r in store.execute("SELECT outcome FROM fetch_log ORDER BY fetch_id")
             ]
         assert outcomes[0] == "new"
         r = httpx.post(f"{api}/deployments/filter", json={}, timeout=10)

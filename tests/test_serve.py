@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from pipeline.render import catalog_body
-from pipeline.serve import API_PARAMS, create_app, etag_matches
+from pipeline.ingest import ingest
+from pipeline.query.render import catalog_body
+from pipeline.serve import API_PARAMS, create_app
+from pipeline.serve.http import etag_matches
 from pipeline.store import Store
 from tests.conftest import ROOT, run_cli
 
@@ -24,7 +26,7 @@ def history_db(tmp_path_factory, bundled):
     path = tmp_path_factory.mktemp("serve") / "catalog.duckdb"
     with Store.open(path) as store:
         for at, payload in bundled:
-            store.ingest(payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            ingest(store, payload, source="aihubmix", fetched_at=at, accept_mass_removal=True)
     return path
 
 
@@ -107,11 +109,11 @@ def test_if_none_match(client, header, status):
 
 
 def test_bodies_are_deterministic_and_cached(history_db, monkeypatch):
-    import pipeline.serve
+    import pipeline.serve.app
 
     rendered = []
-    real = pipeline.serve.catalog_body
-    monkeypatch.setattr(pipeline.serve, "catalog_body", lambda f: rendered.append(1) or real(f))
+    real = pipeline.serve.app.catalog_body
+    monkeypatch.setattr(pipeline.serve.app, "catalog_body", lambda f: rendered.append(1) or real(f))
     c = _asgi(create_app(history_db))
     a = c.get("/api/v1/models?model=gpt")
     b = c.get("/api/v1/models?model=gpt")
@@ -262,7 +264,7 @@ def test_real_server_round_trip_into_a_second_database(server, tmp_path):
         now = utcnow()
         assert_frame_equal(b.catalog_as_of("aihubmix", now), a.catalog_as_of("aihubmix", now))
         # the served ETag was stored, so the next poll is a conditional GET answered 304
-        etag = b.con.execute("SELECT etag FROM fetch_log").fetchall()[0][0]
+        etag = b.execute("SELECT etag FROM fetch_log")[0][0]
     assert etag == served.headers["etag"]
     again = run_cli("snapshot", "--url", base + "/api/v1/models", "--db", str(second), "--force")
     assert ": unchanged" in again.stdout

@@ -7,7 +7,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import UpstreamError
-from pipeline.jobs import Skipped, snapshot
+from pipeline.ingest import Skipped, snapshot
 from pipeline.normalise import normalise_items
 from pipeline.sources.aihubmix import parse
 from tests.conftest import doc, run_cli
@@ -32,9 +32,7 @@ def upstream():
 
 
 def outcomes(store):
-    return store.con.execute(
-        "SELECT outcome, http_status FROM fetch_log ORDER BY fetch_id"
-    ).fetchall()
+    return store.execute("SELECT outcome, http_status FROM fetch_log ORDER BY fetch_id")
 
 
 def test_poll_cycle_new_fresh_304_change_and_failure(store, upstream, bundled):
@@ -82,9 +80,7 @@ def test_poll_cycle_new_fresh_304_change_and_failure(store, upstream, bundled):
         ("failed", 500),
         ("unchanged", 200),
     ]
-    failed_hash = store.con.execute(
-        "SELECT content_hash FROM fetch_log WHERE outcome = 'failed'"
-    ).fetchall()[0][0]
+    failed_hash = store.execute("SELECT content_hash FROM fetch_log WHERE outcome = 'failed'")[0][0]
     assert store.raw_payload(failed_hash) == b"<html>boom</html>"
     want = normalise_items(parse(bundled[1][1]), source="aihubmix").frame.drop("row_hash")
     assert_frame_equal(store.catalog_as_of("aihubmix", clock.now), want)
@@ -135,11 +131,16 @@ def test_an_echoed_token_is_never_archived(store):
         return httpx.Response(403, json=echoed)
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        result = snapshot(store, source="aihubmix", url="https://upstream.test/api/v1/models",
-                          client=client, token=token)
+        result = snapshot(
+            store,
+            source="aihubmix",
+            url="https://upstream.test/api/v1/models",
+            client=client,
+            token=token,
+        )
     assert result.outcome == "rejected"
     assert token not in (result.error or "")
     body = store.raw_payload(result.content_hash)
     assert token.encode() not in body and b"[REDACTED]" in body
-    dump = store.con.execute("SELECT * FROM fetch_log").fetchall()
+    dump = store.execute("SELECT * FROM fetch_log")
     assert token not in repr(dump)

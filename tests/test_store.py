@@ -11,9 +11,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import BadInput, StoreError, StoreLocked
+from pipeline.ingest import ingest
 from pipeline.normalise import normalise_items
+from pipeline.outcome import IngestResult, Outcome
 from pipeline.sources.aihubmix import parse
-from pipeline.store import Store
+from pipeline.store import FetchMeta, Store
 from tests.conftest import doc
 
 T0 = datetime(2026, 1, 1)
@@ -29,19 +31,17 @@ def expected(payload: bytes, source: str = "aihubmix") -> pl.DataFrame:
 
 
 def table(store: Store, name: str) -> list[tuple]:
-    return store.con.execute(f"SELECT * FROM {name} ORDER BY ALL").fetchall()
+    return store.execute(f"SELECT * FROM {name} ORDER BY ALL")
 
 
 def fetch_log(store: Store) -> list[tuple]:
-    return store.con.execute(
-        "SELECT outcome, http_status, error FROM fetch_log ORDER BY fetch_id"
-    ).fetchall()
+    return store.execute("SELECT outcome, http_status, error FROM fetch_log ORDER BY fetch_id")
 
 
 def test_round_trip_on_the_bundled_history(store, bundled):
     for fetched_at, payload in bundled:
-        result = store.ingest(
-            payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
+        result = ingest(
+            store, payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
         )
         assert result.outcome in ("new", "unchanged")
     for fetched_at, payload in bundled:
@@ -63,35 +63,30 @@ def test_raw_archive_gives_back_every_body_exactly(tmp_path, bundled):
     path = tmp_path / "raw.duckdb"
     with Store.open(path) as store:
         for fetched_at, payload in bundled:
-            store.ingest(
-                payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
+            ingest(
+                store, payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
             )
     with Store.open(path) as cold:  # a new connection: every delta chain is read from the table
         for _, payload in bundled:
             assert cold.raw_payload(content_hash(payload)) == payload
-        codecs = dict(
-            cold.con.execute("SELECT codec, count(*) FROM raw_payloads GROUP BY codec").fetchall()
-        )
-        stored, raw = cold.con.execute(
-            "SELECT sum(octet_length(data)), sum(size) FROM raw_payloads"
-        ).fetchall()[0]
+        codecs = dict(cold.execute("SELECT codec, count(*) FROM raw_payloads GROUP BY codec"))
+        stored, raw = cold.execute("SELECT sum(octet_length(data)), sum(size) FROM raw_payloads")[0]
     assert codecs == {"zstd": 1, "zstd-delta": len({p for _, p in bundled}) - 1}
     assert stored * 10 < raw
 
 
 def test_identical_payload_and_304_add_one_log_row_and_no_model_rows(store):
     payload = doc("docs-api-v1-models-success.json")
-    first = store.ingest(payload, source="aihubmix", fetched_at=T0)
+    first = ingest(store, payload, source="aihubmix", fetched_at=T0)
     assert first.outcome == "new"
     before = {name: table(store, name) for name in HISTORY_TABLES + ("raw_payloads",)}
-    again = store.ingest(payload, source="aihubmix", fetched_at=T0 + timedelta(minutes=5))
+    again = ingest(store, payload, source="aihubmix", fetched_at=T0 + timedelta(minutes=5))
     assert again.outcome == "unchanged"
     store.record_attempt(
-        source="aihubmix",
-        fetched_at=T0 + timedelta(minutes=10),
-        outcome="not_modified",
-        http_status=304,
-        etag='"abc"',
+        IngestResult(
+            source="aihubmix", fetched_at=T0 + timedelta(minutes=10), outcome=Outcome.NOT_MODIFIED
+        ),
+        FetchMeta(http_status=304, etag='"abc"'),
     )
     assert {name: table(store, name) for name in before} == before
     assert fetch_log(store) == [
@@ -103,9 +98,9 @@ def test_identical_payload_and_304_add_one_log_row_and_no_model_rows(store):
 
 def test_same_content_in_other_bytes_is_unchanged_but_archived(store):
     models = [{"model_id": "a", "features": "tools,thinking"}, {"model_id": "b"}]
-    store.ingest(body(models), source="aihubmix", fetched_at=T0)
+    ingest(store, body(models), source="aihubmix", fetched_at=T0)
     reordered = [{"model_id": "a", "features": "thinking, tools"}, {"model_id": "b"}]
-    result = store.ingest(body(reordered), source="aihubmix", fetched_at=T0 + timedelta(hours=1))
+    result = ingest(store, body(reordered), source="aihubmix", fetched_at=T0 + timedelta(hours=1))
     assert result.outcome == "unchanged"
     assert len(table(store, "raw_payloads")) == 2
     assert len(table(store, "model_versions")) == 2
@@ -113,11 +108,11 @@ def test_same_content_in_other_bytes_is_unchanged_but_archived(store):
 
 def test_reingesting_the_same_fetch_is_a_no_op(store, bundled):
     for fetched_at, payload in bundled[:5]:
-        store.ingest(payload, source="aihubmix", fetched_at=fetched_at)
+        ingest(store, payload, source="aihubmix", fetched_at=fetched_at)
     before = {name: table(store, name) for name in HISTORY_TABLES + ("fetch_log", "raw_payloads")}
     for fetched_at, payload in bundled[:5]:
         assert (
-            store.ingest(payload, source="aihubmix", fetched_at=fetched_at).outcome == "duplicate"
+            ingest(store, payload, source="aihubmix", fetched_at=fetched_at).outcome == "duplicate"
         )
     assert {name: table(store, name) for name in before} == before
 
@@ -128,7 +123,7 @@ def test_type2_versions_close_and_reopen(store):
     c = {"model_id": "c"}
     steps = [[a, b, c], [a, dict(b, pricing={"input": 1.5}), c], [a, c], [b, a, c]]
     results = [
-        store.ingest(body(m), source="aihubmix", fetched_at=T0 + timedelta(days=i))
+        ingest(store, body(m), source="aihubmix", fetched_at=T0 + timedelta(days=i))
         for i, m in enumerate(steps)
     ]
     assert [(r.added, r.changed, r.removed, r.returned) for r in results] == [
@@ -137,10 +132,10 @@ def test_type2_versions_close_and_reopen(store):
         ([], [], ["b"], []),
         ([], [], [], ["b"]),
     ]
-    rows = store.con.execute(
+    rows = store.execute(
         "SELECT model_id, input_price, valid_from, valid_to FROM model_versions "
         "WHERE model_id = 'b' ORDER BY valid_from"
-    ).fetchall()
+    )
     day = [T0 + timedelta(days=i) for i in range(4)]
     assert rows == [
         ("b", 2.0, day[0], day[1]),
@@ -156,11 +151,11 @@ def test_rejected_payloads_keep_their_bytes_and_leave_history_alone(store):
     from pipeline.store import content_hash
 
     good = doc("docs-api-v1-models-success.json")
-    store.ingest(good, source="aihubmix", fetched_at=T0)
+    ingest(store, good, source="aihubmix", fetched_at=T0)
     before = {name: table(store, name) for name in HISTORY_TABLES}
     bad_bodies = [doc("docs-api-v1-models-error-500.json"), b"<html>oops</html>", b'{"data": 3}']
     for i, bad in enumerate(bad_bodies, start=1):
-        result = store.ingest(bad, source="aihubmix", fetched_at=T0 + timedelta(minutes=i))
+        result = ingest(store, bad, source="aihubmix", fetched_at=T0 + timedelta(minutes=i))
         assert result.outcome == "rejected"
         assert store.raw_payload(content_hash(bad)) == bad
     assert {name: table(store, name) for name in HISTORY_TABLES} == before
@@ -177,16 +172,20 @@ def test_mass_removal_is_held_as_suspect_unless_accepted(store, keep):
     from pipeline.store import content_hash
 
     models = [{"model_id": f"m{i}"} for i in range(4)]
-    store.ingest(body(models), source="aihubmix", fetched_at=T0)
+    ingest(store, body(models), source="aihubmix", fetched_at=T0)
     before = {name: table(store, name) for name in HISTORY_TABLES}
     shrunk = body(models[:keep])
-    held = store.ingest(shrunk, source="aihubmix", fetched_at=T0 + timedelta(hours=1))
+    held = ingest(store, shrunk, source="aihubmix", fetched_at=T0 + timedelta(hours=1))
     assert held.outcome == "suspect"
     assert held.error.startswith("empty catalog" if keep == 0 else f"would remove {4 - keep} of 4")
     assert store.raw_payload(content_hash(shrunk)) == shrunk
     assert {name: table(store, name) for name in HISTORY_TABLES} == before
-    applied = store.ingest(
-        shrunk, source="aihubmix", fetched_at=T0 + timedelta(hours=2), accept_mass_removal=True
+    applied = ingest(
+        store,
+        shrunk,
+        source="aihubmix",
+        fetched_at=T0 + timedelta(hours=2),
+        accept_mass_removal=True,
     )
     assert applied.outcome == "new"
     assert store.catalog_as_of("aihubmix", T0 + timedelta(hours=2)).height == keep
@@ -194,10 +193,10 @@ def test_mass_removal_is_held_as_suspect_unless_accepted(store, keep):
 
 def test_removing_exactly_half_is_applied(store):
     models = [{"model_id": f"m{i}"} for i in range(4)]
-    store.ingest(body(models), source="aihubmix", fetched_at=T0)
+    ingest(store, body(models), source="aihubmix", fetched_at=T0)
     assert (
-        store.ingest(
-            body(models[:2]), source="aihubmix", fetched_at=T0 + timedelta(hours=1)
+        ingest(
+            store, body(models[:2]), source="aihubmix", fetched_at=T0 + timedelta(hours=1)
         ).outcome
         == "new"
     )
@@ -207,18 +206,18 @@ def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatc
     from pipeline.store import content_hash
 
     (t1, first), (t2, second) = bundled[0], bundled[1]
-    store.ingest(first, source="aihubmix", fetched_at=t1)
+    ingest(store, first, source="aihubmix", fetched_at=t1)
     before = {name: table(store, name) for name in HISTORY_TABLES}
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
     # the fetch is logged and changed versions are closed when the new rows fail
-    import pipeline.store
+    import pipeline.store.history
 
-    monkeypatch.setattr(pipeline.store, "frame_from_rows", crash)
+    monkeypatch.setattr(pipeline.store.history, "frame_from_rows", crash)
     with pytest.raises(StoreError, match="could not apply the snapshot: OSError: disk full"):
-        store.ingest(second, source="aihubmix", fetched_at=t2)
+        ingest(store, second, source="aihubmix", fetched_at=t2)
     assert {name: table(store, name) for name in HISTORY_TABLES} == before
     assert fetch_log(store)[-1] == (
         "failed",
@@ -229,27 +228,25 @@ def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatc
     monkeypatch.undo()
     # the same body applies cleanly afterwards
     assert (
-        store.ingest(second, source="aihubmix", fetched_at=t2 + timedelta(seconds=1)).outcome
+        ingest(store, second, source="aihubmix", fetched_at=t2 + timedelta(seconds=1)).outcome
         == "new"
     )
     assert_frame_equal(store.catalog_as_of("aihubmix", t2 + timedelta(seconds=1)), expected(second))
 
 
 def test_history_is_written_oldest_first(store):
-    store.ingest(body([{"model_id": "a"}]), source="aihubmix", fetched_at=T0)
+    ingest(store, body([{"model_id": "a"}]), source="aihubmix", fetched_at=T0)
     with pytest.raises(BadInput, match="is older than the newest one stored"):
-        store.ingest(
-            body([{"model_id": "b"}]), source="aihubmix", fetched_at=T0 - timedelta(days=1)
+        ingest(
+            store, body([{"model_id": "b"}]), source="aihubmix", fetched_at=T0 - timedelta(days=1)
         )
 
 
 def test_quarantine_keeps_invalid_rows_with_reasons(store):
     models = [{"model_id": "ok"}, {"model_id": "neg", "pricing": {"input": -1}}, {"desc": "no id"}]
-    result = store.ingest(body(models), source="aihubmix", fetched_at=T0)
+    result = ingest(store, body(models), source="aihubmix", fetched_at=T0)
     assert (result.outcome, result.models, result.quarantined) == ("new", 1, 2)
-    rows = store.con.execute(
-        "SELECT position, model_id, reason, raw FROM quarantine ORDER BY position"
-    ).fetchall()
+    rows = store.execute("SELECT position, model_id, reason, raw FROM quarantine ORDER BY position")
     assert rows == [
         (
             1,
@@ -267,10 +264,10 @@ def test_state_survives_reopening_a_file(tmp_path, bundled):
     path = tmp_path / "c.duckdb"
     for fetched_at, payload in bundled[:3]:
         with Store.open(path) as store:
-            store.ingest(payload, source="aihubmix", fetched_at=fetched_at)
+            ingest(store, payload, source="aihubmix", fetched_at=fetched_at)
     with Store.open(path) as store:
-        again = store.ingest(
-            bundled[2][1], source="aihubmix", fetched_at=bundled[2][0] + timedelta(minutes=5)
+        again = ingest(
+            store, bundled[2][1], source="aihubmix", fetched_at=bundled[2][0] + timedelta(minutes=5)
         )
         assert again.outcome == "unchanged"
         assert_frame_equal(store.catalog_as_of("aihubmix", bundled[2][0]), expected(bundled[2][1]))

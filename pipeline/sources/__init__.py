@@ -18,8 +18,7 @@ class SourceSpec:
     name: str
     default_url: str
     parse: Callable[[bytes], list[Any]]
-    # SPEC 1: prices are stored in USD per 1M tokens; this maps the upstream's unit to it.
-    price_multiplier: float = 1.0
+    # SPEC 1: prices are stored in USD per 1M tokens; adapters convert other units
     price_unit: str = "USD per 1M tokens"
 
 

@@ -15,9 +15,7 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import parse_json
-from pipeline.sources.openai import extra_fields
-from pipeline.sources.openrouter import PRICE_UNIT, per_million
+from pipeline.sources._common import PER_TOKEN_UNIT, extra_fields, parse_json, per_million
 
 DEFAULT_URL = (
     "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
@@ -100,4 +98,4 @@ def parse(body: bytes) -> list[Any]:
     ]
 
 
-SPEC = SourceSpec(name="litellm", default_url=DEFAULT_URL, parse=parse, price_unit=PRICE_UNIT)
+SPEC = SourceSpec(name="litellm", default_url=DEFAULT_URL, parse=parse, price_unit=PER_TOKEN_UNIT)

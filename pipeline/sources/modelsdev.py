@@ -17,9 +17,7 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import parse_json
-from pipeline.sources.openai import extra_fields
-from pipeline.sources.openrouter import types_from_outputs
+from pipeline.sources._common import extra_fields, parse_json, types_from_outputs
 
 DEFAULT_URL = "https://models.dev/api.json"
 

@@ -14,38 +14,14 @@ never mix with another's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.errors import PayloadRejected
+from pipeline.errors import PayloadRejected, upstream_message
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import catalog_list, parse_json
+from pipeline.sources._common import catalog_list, extra_fields, parse_json
 
 DEFAULT_URL = "https://api.openai.com/v1/models"
 AIHUBMIX_LEGACY_URL = "https://aihubmix.com/v1/models"
-
-# keys of an AiHubMix-shaped item: an upstream field of the same name must not pose as one
-ITEM_KEYS = frozenset(
-    {
-        "model_id",
-        "desc",
-        "types",
-        "features",
-        "input_modalities",
-        "max_output",
-        "context_length",
-        "pricing",
-    }
-)
-
-
-def extra_fields(obj: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, Any]:
-    """Every field of `obj` but `drop`, for `extra`; a field named like an AiHubMix item
-    key (e.g. an upstream `pricing`) is kept as `upstream_<name>` so it cannot pose as one."""
-    dropped = set(drop)
-    return {
-        (f"upstream_{k}" if k in ITEM_KEYS else k): v for k, v in obj.items() if k not in dropped
-    }
 
 
 def to_item(model: Any) -> Any:
@@ -59,7 +35,7 @@ def to_item(model: Any) -> Any:
 def parse(body: bytes) -> list[Any]:
     doc = parse_json(body)
     if isinstance(doc, dict) and "data" not in doc and isinstance(doc.get("error"), dict):
-        message = " ".join(str(doc["error"].get("message") or "").split())
+        message = upstream_message(doc) or ""
         raise PayloadRejected(f"upstream answered an error: {message!r}")
     return [to_item(m) for m in catalog_list(doc)]
 

@@ -2,7 +2,7 @@
 
 Prices arrive as strings in USD per token (`"0.00000035"`); they are converted here, with
 `decimal.Decimal`, to USD per 1M tokens (`0.35` exactly, no float noise), so the spec's
-`price_multiplier` stays 1. A price that is not a number is passed on as sent, and a
+A price that is not a number is passed on as sent, and a
 negative one (OpenRouter lists `-1` for routers such as `openrouter/auto`) is passed on
 negative: the normaliser quarantines the row with the reason, it is never stored as a price.
 
@@ -11,16 +11,20 @@ The mapping is documented, field by field, in `docs/sources.md`.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pipeline.sources import SourceSpec
-from pipeline.sources.aihubmix import catalog_list, parse_json
-from pipeline.sources.openai import extra_fields
+from pipeline.sources._common import (
+    PER_TOKEN_UNIT,
+    catalog_list,
+    extra_fields,
+    parse_json,
+    per_million,
+    strings,
+    types_from_outputs,
+)
 
 DEFAULT_URL = "https://openrouter.ai/api/v1/models"
-PRICE_UNIT = "USD per 1M tokens (converted from USD per token)"
 
 # upstream pricing key -> AiHubMix pricing key; every other pricing key is kept, as sent,
 # in extra.pricing_other (per request, per image, per web search... in OpenRouter's units)
@@ -40,55 +44,8 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "response_format": ("structured_outputs",),
     "web_search_options": ("web",),
 }
-# output modality -> type (shared with models.dev); unlisted values are kept as they are
-OUTPUT_TYPES = {
-    "text": "llm",
-    "image": "image_generation",
-    "audio": "tts",
-    "video": "video",
-    "embedding": "embedding",
-    "embeddings": "embedding",
-}
 # input modality -> AiHubMix modality (`file` is OpenRouter's PDF/document input)
 INPUT_MODALITIES = {"file": "pdf"}
-
-
-def per_million(value: Any) -> Any:
-    """USD per token (number or numeric string) -> USD per 1M tokens, decimal-exact.
-
-    Anything that is not a finite number (text, a boolean, a list, NaN) is returned as it
-    came, so the normaliser quarantines the row and says why; None stays None (unknown)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            return value
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            return value
-        if not number.is_finite():
-            return value
-    else:
-        return value
-    return float(number * 1_000_000)
-
-
-def strings(value: Any) -> list[str] | None:
-    """`value` if it is a list of strings, else None."""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    return None
-
-
-def types_from_outputs(outputs: Any) -> Any:
-    """Output modalities -> types (`text` -> llm, `image` -> image_generation, ...)."""
-    listed = strings(outputs)
-    if listed is None:
-        return outputs  # not a list of strings: the normaliser quarantines it
-    return [OUTPUT_TYPES.get(v.strip().lower(), v) for v in listed]
 
 
 def _modality(architecture: dict[str, Any]) -> tuple[Any, Any]:
@@ -152,4 +109,6 @@ def parse(body: bytes) -> list[Any]:
     return [to_item(m) for m in catalog_list(parse_json(body))]
 
 
-SPEC = SourceSpec(name="openrouter", default_url=DEFAULT_URL, parse=parse, price_unit=PRICE_UNIT)
+SPEC = SourceSpec(
+    name="openrouter", default_url=DEFAULT_URL, parse=parse, price_unit=PER_TOKEN_UNIT
+)

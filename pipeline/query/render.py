@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.record import LIST_COLUMNS, PRICE_KEYS
+from schemas.record import LIST_COLUMNS, PRICE_KEYS
 
 
 def _number(value: float) -> int | float:

@@ -1,5 +1,18 @@
-"""SQL views and table macros created in every database, for analysts and for
-`pipeline.query` alike (one definition of "the catalog at t" and "what changed").
+"""The store's schema: tables, and the SQL views and macros analysts and `pipeline.query`
+share (one definition of "the catalog at t" and "what changed").
+
+Tables (all times are naive UTC):
+
+    fetch_log      one row per fetch attempt, whatever its outcome
+    raw_payloads   every distinct body once, zstd-compressed against the previous body
+                   of the same source (a delta chain cut every `KEYFRAME_EVERY` payloads)
+    model_versions type-2 history: one row per (model, values) with valid_from/valid_to
+    orders         the default order of a catalog, stored once per distinct order
+    snapshots      one row per applied snapshot: when, and which order it had
+    quarantine     invalid rows, with reasons, once per distinct body
+    tokens         bearer tokens of the served API (SHA-256 only)
+
+Views and macros:
 
     catalog_as_of(source, ts)  one source's catalog as last observed at or before ts
     models_as_of(ts)           every source's catalog at ts
@@ -14,7 +27,89 @@
 
 from __future__ import annotations
 
-from pipeline.record import COLUMNS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
+import hashlib
+
+import duckdb
+
+from pipeline.errors import StoreError
+from pipeline.outcome import LOGGED
+from schemas.record import COLUMNS, FIELDS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
+
+SCHEMA_VERSION = 1
+_VERSION_COLS = [f for f in FIELDS if f.name != "position"]
+VERSION_COLUMNS = tuple(f.name for f in _VERSION_COLS)
+
+DDL = f"""
+CREATE SEQUENCE IF NOT EXISTS fetch_id_seq START 1;
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS fetch_log (
+    fetch_id BIGINT PRIMARY KEY DEFAULT nextval('fetch_id_seq'),
+    source VARCHAR NOT NULL,
+    url VARCHAR,
+    fetched_at TIMESTAMP NOT NULL,
+    http_status INTEGER,
+    etag VARCHAR,
+    max_age INTEGER,
+    content_hash VARCHAR,
+    outcome VARCHAR NOT NULL CHECK (outcome IN {tuple(str(o) for o in LOGGED)!r}),
+    error VARCHAR,
+    models INTEGER,
+    added INTEGER,
+    removed INTEGER,
+    returned INTEGER,
+    changed INTEGER,
+    quarantined INTEGER,
+    unknown_values JSON,
+    duration_ms DOUBLE
+);
+CREATE TABLE IF NOT EXISTS raw_payloads (
+    content_hash VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    first_seen TIMESTAMP NOT NULL,
+    size BIGINT NOT NULL,
+    codec VARCHAR NOT NULL,
+    base_hash VARCHAR,
+    depth INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    {", ".join(f"{f.name} {f.sql}" for f in _VERSION_COLS)},
+    valid_from TIMESTAMP NOT NULL,
+    valid_to TIMESTAMP,
+    row_hash VARCHAR NOT NULL,
+    fetch_id BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_hash VARCHAR PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    model_ids VARCHAR[] NOT NULL,
+    positions INTEGER[]  -- NULL when they are 0, 1, 2, ... (no quarantined gaps)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    fetch_id BIGINT PRIMARY KEY,
+    source VARCHAR NOT NULL,
+    observed_at TIMESTAMP NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    order_hash VARCHAR NOT NULL,
+    models INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    name VARCHAR PRIMARY KEY,
+    token_sha256 VARCHAR NOT NULL UNIQUE,
+    models VARCHAR[],
+    grp VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    content_hash VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    model_id VARCHAR,
+    reason VARCHAR NOT NULL,
+    raw JSON
+);
+"""
+
 
 _SELECT = ", ".join(
     f"o.{c}" if c in ("source", "model_id", "position") else f"v.{c}" for c in COLUMNS
@@ -126,7 +221,7 @@ CREATE OR REPLACE VIEW price_changes AS
 
 # -- cross-source comparison (issue 7) ------------------------------------------------------
 # canonical_model_key(id) is the one definition of "the same model" across naming schemes
-# (`gpt-4o`, `openai/gpt-4o`, `azure/gpt-4o-2024-08-06`); `pipeline.compare` calls it through
+# (`gpt-4o`, `openai/gpt-4o`, `azure/gpt-4o-2024-08-06`); `pipeline.query.compare` calls it through
 # SQL. Steps: lower-case; drop everything up to the last `/`; drop a `:free`-style suffix
 # (from the first `:`); map `.` and `_` to `-`; drop a trailing date `-2024-08-06`,
 # `-20240806` or `@20240806`. What does not match is listed in docs/sources.md.
@@ -157,3 +252,43 @@ CREATE OR REPLACE VIEW model_compare AS
     SELECT * FROM model_compare_as_of(TIMESTAMP '9999-12-31');
 """
 VIEWS += COMPARE_VIEWS
+
+
+DDL_HASH = hashlib.sha256((DDL + VIEWS).encode()).hexdigest()[:16]
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
+    """Create or refresh tables and views, unless this file already has this code's."""
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchall()[0][0]
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall()) if found else {}
+    version = meta.get("schema_version")
+    if version is not None and int(version) != SCHEMA_VERSION:
+        raise StoreError(
+            f"database {path!r} has schema version {version}, "
+            f"this modelwatch expects {SCHEMA_VERSION}"
+        )
+    if read_only:
+        if not found:
+            raise StoreError(f"database {path!r} holds no modelwatch history")
+        if not con.execute(
+            "SELECT count(*) FROM duckdb_functions() WHERE function_name = 'model_compare_as_of'"
+        ).fetchall()[0][0]:
+            # an older modelwatch's file opened read-only: this connection's own macros
+            con.execute(
+                COMPARE_VIEWS.replace(
+                    "CREATE OR REPLACE MACRO", "CREATE OR REPLACE TEMP MACRO"
+                ).replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW")
+            )
+        return
+    if meta.get("ddl_hash") == DDL_HASH:
+        return
+    con.execute("BEGIN")
+    con.execute(DDL)
+    con.execute(VIEWS)
+    con.execute(
+        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
+        [str(SCHEMA_VERSION), DDL_HASH],
+    )
+    con.execute("COMMIT")

@@ -1,0 +1,383 @@
+"""The ingest stage: plan -> fetch -> parse -> normalise -> write, for one fetch or a
+folder of recorded payloads. The CLI and the Prefect flows both call these functions.
+
+    plan_fetch      whether to fetch now, and with which ETag (conditional GET, max-age)
+    fetch           the HTTP GET of a plan, the bearer token redacted from what came back
+    store_response  record what the upstream answered: a 304, a final 4xx, or a body
+    ingest          parse, normalise and diff one body, then write it in one transaction
+    snapshot        all of the above, once
+    replay          recorded payloads, oldest first, each at the time in its file name
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+import httpx
+
+from pipeline.errors import BadInput, FetchError, PayloadRejected, upstream_message
+from pipeline.normalise import normalise_items
+from pipeline.outcome import IngestResult, Outcome
+from pipeline.secrets import redact
+from pipeline.sources import get_source
+from pipeline.store import (
+    FetchMeta,
+    SnapshotWrite,
+    Store,
+    VersionChanges,
+    content_hash,
+    order_hash,
+)
+from pipeline.timeutil import iso, looks_timed, time_from_filename, utcnow
+
+if TYPE_CHECKING:
+    from pipeline.fetch import FetchResponse
+
+PAYLOAD_SUFFIXES = (".json", ".json.gz")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """No request was made: the last answer is still fresh (its max-age has not passed)."""
+
+    source: str
+    last_fetch: datetime
+    fresh_until: datetime
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What to ask for: the URL, and the ETag of the last answer (for If-None-Match)."""
+
+    source: str
+    kind: str
+    url: str
+    etag: str | None
+    started: datetime
+
+
+def plan_fetch(
+    store: Store,
+    *,
+    source: str,
+    kind: str | None = None,
+    url: str | None = None,
+    force: bool = False,
+    now: Callable[[], datetime] = utcnow,
+) -> FetchPlan | Skipped:
+    """Decide whether to fetch now, and how (SPEC 3: conditional GET, max-age)."""
+    spec = get_source(kind or source)
+    target = url or spec.default_url
+    last = store.last_fetch(source, target)
+    started = now()
+    if last and last.max_age and not force:
+        fresh_until = last.fetched_at + timedelta(seconds=last.max_age)
+        if started < fresh_until:
+            return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
+    etag = last.etag if last and not force else None
+    return FetchPlan(source=source, kind=spec.name, url=target, etag=etag, started=started)
+
+
+def record_fetch_error(store: Store, plan: FetchPlan, exc: FetchError) -> IngestResult:
+    """Log an upstream failure (`failed`) or an unusable body (`rejected`), keeping any body."""
+    outcome = Outcome.REJECTED if isinstance(exc, PayloadRejected) else Outcome.FAILED
+    return store.record_attempt(
+        IngestResult(source=plan.source, fetched_at=plan.started, outcome=outcome, error=str(exc)),
+        FetchMeta(url=plan.url, http_status=exc.status),
+        body=exc.body,
+    )
+
+
+def store_response(
+    store: Store, plan: FetchPlan, response: FetchResponse, *, accept_mass_removal: bool = False
+) -> IngestResult:
+    """Record what the upstream answered: 304, a final 4xx, or a body to ingest."""
+    if response.status == 304:
+        return store.record_attempt(
+            IngestResult(source=plan.source, fetched_at=plan.started, outcome=Outcome.NOT_MODIFIED),
+            FetchMeta(
+                url=plan.url,
+                http_status=304,
+                etag=response.etag or plan.etag,
+                max_age=response.max_age,
+            ),
+        )
+    body = response.body or b""
+    if response.status != 200:
+        # a final 4xx: keep the body, record why, quoting the upstream message
+        return store.record_attempt(
+            IngestResult(
+                source=plan.source,
+                fetched_at=plan.started,
+                outcome=Outcome.REJECTED,
+                error=_status_error(response.status, body),
+            ),
+            FetchMeta(url=plan.url, http_status=response.status),
+            body=body,
+        )
+    return ingest(
+        store,
+        body,
+        source=plan.source,
+        kind=plan.kind,
+        url=plan.url,
+        fetched_at=plan.started,
+        http_status=200,
+        etag=response.etag,
+        max_age=response.max_age,
+        accept_mass_removal=accept_mass_removal,
+    )
+
+
+def snapshot(
+    store: Store,
+    *,
+    source: str,
+    kind: str | None = None,
+    url: str | None = None,
+    force: bool = False,
+    accept_mass_removal: bool = False,
+    client: httpx.Client | None = None,
+    token: str | None = None,
+    max_attempts: int = 4,
+    now: Callable[[], datetime] = utcnow,
+) -> IngestResult | Skipped:
+    """Fetch a source once with a conditional GET and store what came back.
+
+    Upstream failures are recorded (`failed`, with any body) before they are raised.
+    """
+    plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
+    if isinstance(plan, Skipped):
+        return plan
+    try:
+        response = fetch(plan, client=client, token=token, max_attempts=max_attempts)
+    except FetchError as exc:
+        record_fetch_error(store, plan, exc)
+        raise
+    return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+
+
+def fetch(
+    plan: FetchPlan,
+    *,
+    client: httpx.Client | None = None,
+    token: str | None = None,
+    max_attempts: int = 4,
+) -> FetchResponse:
+    """The conditional GET of a plan. Bodies are kept (archived) even on failure, so an
+    upstream that echoes the caller's token gets it replaced first: secrets never reach
+    the database."""
+    from pipeline.fetch import fetch_catalog
+
+    try:
+        response = fetch_catalog(
+            plan.url, etag=plan.etag, client=client, token=token, max_attempts=max_attempts
+        )
+    except FetchError as exc:
+        if token and exc.body:
+            exc.body = redact(exc.body, token)
+        raise
+    if token and response.body:
+        response = replace(response, body=redact(response.body, token))
+    return response
+
+
+def _status_error(status: int, body: bytes) -> str:
+    try:
+        message = upstream_message(json.loads(body))
+    except (UnicodeDecodeError, ValueError):
+        message = None
+    return f"HTTP {status}" + (f": {message!r}" if message else "")
+
+
+# -- recorded payloads -----------------------------------------------------------------------
+
+
+def scan_payloads(directory: Path) -> tuple[list[tuple[datetime, Path]], list[str]]:
+    """Recorded payloads in a folder, oldest first, each with the time in its name; and
+    the names of the other files (an `index.json`, a README), which are left alone."""
+    if not directory.is_dir():
+        raise BadInput(f"replay folder {str(directory)!r} does not exist or is not a folder")
+    payloads, others = [], []
+    for path in directory.iterdir():
+        if path.name.endswith(PAYLOAD_SUFFIXES) and looks_timed(path.name):
+            payloads.append((time_from_filename(path.name), path))
+        elif path.is_file():
+            others.append(path.name)
+    if not payloads:
+        raise BadInput(
+            f"no payloads named <YYYY-MM-DDTHH-MM-SSZ>_*.json[.gz] in {str(directory)!r}"
+        )
+    return sorted(payloads, key=lambda tp: (tp[0], tp[1].name)), sorted(others)
+
+
+def payload_files(directory: Path) -> list[tuple[datetime, Path]]:
+    """The timed payloads of a folder, oldest first (see `scan_payloads`)."""
+    return scan_payloads(directory)[0]
+
+
+def read_payload(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise BadInput(f"{path.name}: not a valid gzip file ({exc})") from None
+    return data
+
+
+def replay(
+    store: Store,
+    files: Iterable[tuple[datetime, Path]],
+    *,
+    source: str,
+    kind: str | None = None,
+    accept_mass_removal: bool = False,
+    on_result: Callable[[Path, IngestResult], None] | None = None,
+) -> list[IngestResult]:
+    """Ingest recorded payloads oldest first; files already stored are skipped (a no-op)."""
+    get_source(kind or source)
+    results = []
+    for fetched_at, path in files:
+        result = ingest(
+            store,
+            read_payload(path),
+            source=source,
+            fetched_at=fetched_at,
+            kind=kind,
+            url=f"file:{path.name}",
+            accept_mass_removal=accept_mass_removal,
+        )
+        results.append(result)
+        if on_result is not None:
+            on_result(path, result)
+    return results
+
+
+# -- parse, normalise, diff, write: one body into the history ------------------------------
+
+# The last body's normaliser cache per store and source: the next snapshot re-normalises
+# only the items that changed. Held here (not in the store) and dropped with the store.
+_ITEM_CACHES: WeakKeyDictionary[Store, dict[str, dict[str, Any]]] = WeakKeyDictionary()
+
+
+def ingest(
+    store: Store,
+    body: bytes,
+    *,
+    source: str,
+    fetched_at: datetime,
+    kind: str | None = None,
+    url: str | None = None,
+    http_status: int = 200,
+    etag: str | None = None,
+    max_age: int | None = None,
+    accept_mass_removal: bool = False,
+) -> IngestResult:
+    """Store one fetched body: archive it, validate it, and apply it to the history.
+
+    Outcomes: `new` (the history changed), `unchanged`, `rejected` (not a catalog),
+    `suspect` (empty, or removes more than half the models: held, not applied), and
+    `duplicate` (this very body at this very time is already stored: nothing written).
+    """
+    spec = get_source(kind or source)  # a source is named after its adapter by default
+    started = time.perf_counter()
+    state = store.source_state(source)
+    digest = (
+        state.last_accepted
+        if state.last_accepted is not None and store.is_current_body(source, body)
+        else content_hash(body)
+    )
+    result = IngestResult(
+        source=source, fetched_at=fetched_at, outcome=Outcome.NEW, content_hash=digest
+    )
+    meta = FetchMeta(url=url, http_status=http_status, etag=etag, max_age=max_age)
+
+    # only a fetch no newer than the newest stored can be a repeat (a replay re-run)
+    if (state.newest is None or fetched_at <= state.newest) and store.has_fetch(
+        source, fetched_at, digest
+    ):
+        result.outcome = Outcome.DUPLICATE
+        return result
+    if state.newest is not None and fetched_at < state.newest:
+        raise BadInput(
+            f"{source} fetch at {iso(fetched_at)} is older than the newest one stored "
+            f"({iso(state.newest)}); history is written oldest first"
+        )
+    base = state.last_accepted
+
+    def write(outcome: Outcome, **parts: Any) -> IngestResult:
+        result.outcome = outcome
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        return store.write(SnapshotWrite(result=result, meta=meta, body=body, **parts))
+
+    # 1. the same bytes as the catalog in force: one small log row, nothing else
+    if state.last_accepted == digest:
+        result.models = len(state.current)
+        return write(Outcome.UNCHANGED, raw_base=digest)
+
+    # 2. not a catalog: keep the bytes, say why
+    try:
+        items = spec.parse(body)
+    except PayloadRejected as exc:
+        result.error = str(exc)
+        return write(Outcome.REJECTED)
+
+    caches = _ITEM_CACHES.setdefault(store, {})
+    norm = normalise_items(items, source=source, cache=caches.get(source))
+    rows = norm.rows
+    result.models = len(rows)
+    result.quarantined = len(norm.quarantine)
+    result.unknown_values = norm.unknown_values
+
+    current = state.current
+    ids = norm.ids
+    positions = [r["position"] for r in rows]
+    new_hashes = dict(zip(ids, norm.hashes, strict=True))
+    result.removed = sorted(set(current) - set(new_hashes))
+    result.changed = sorted(m for m, h in new_hashes.items() if m in current and current[m] != h)
+    appeared = [m for m in ids if m not in current]
+    if appeared:
+        seen_before = store.seen_before(source, appeared)
+        result.returned = sorted(m for m in appeared if m in seen_before)
+        result.added = sorted(m for m in appeared if m not in seen_before)
+    snapshot_order = order_hash(source, ids, positions)
+
+    # 3. held: an outage must not erase the catalog
+    mass_removal = len(result.removed) * 2 > len(current)
+    if (not rows or mass_removal) and not accept_mass_removal:
+        result.error = (
+            "empty catalog"
+            if not rows
+            else f"would remove {len(result.removed)} of {len(current)} models"
+        ) + " (held as suspect; pass --accept-mass-removal to apply it)"
+        write(Outcome.SUSPECT, raw_base=base, quarantine=norm.quarantine)
+        caches[source] = norm.cache
+        return result
+
+    touched = set(result.changed) | set(result.added) | set(result.returned)
+    if not touched and not result.removed and snapshot_order == state.order_hash:
+        write(Outcome.UNCHANGED, raw_base=base, quarantine=norm.quarantine)
+        caches[source] = norm.cache
+        return result
+
+    changes = VersionChanges(
+        closing=sorted(set(result.changed) | set(result.removed)),
+        fresh=[(r, h) for r, h in zip(rows, norm.hashes, strict=True) if r["model_id"] in touched],
+        ids=ids,
+        positions=positions,
+        order_hash=snapshot_order,
+        order_is_new=snapshot_order != state.order_hash,
+        current=new_hashes,
+    )
+    write(Outcome.NEW, raw_base=base, quarantine=norm.quarantine, changes=changes)
+    caches[source] = norm.cache
+    return result

@@ -1,0 +1,171 @@
+"""The stored history served as the AiHubMix API: a local, time-travelling mirror (SPEC 5).
+
+GET /api/v1/models        SPEC 4 parameters + as_of + source; the upstream body
+GET /v1/models            the legacy OpenAI-style list (anonymous or per token)
+GET /v1/models/{model}    one model; ids may contain '/'
+GET /openapi.json, /healthz
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pipeline.errors import BadInput, ModelwatchError, StoreLocked
+from pipeline.query import QUERY_PARAMS
+from pipeline.query.render import catalog_body
+from pipeline.serve.cache import Mirror
+from pipeline.serve.http import (
+    JSON_TYPE,
+    Answer,
+    error_body,
+    non_utf8,
+    openai_error,
+    send,
+    single_params,
+)
+from pipeline.serve.tokens import TokenScope, Unauthorized, scope_of
+from pipeline.store import Store
+from pipeline.timeutil import parse_time
+
+API_PARAMS = (*QUERY_PARAMS, "as_of", "source")
+T = TypeVar("T")
+
+
+def create_app(
+    db: str | Path | None = None, *, store: Store | None = None, source: str = "aihubmix"
+) -> Starlette:
+    """The ASGI app; give a database path (served read-only) or an open `Store` (tests)."""
+    mirror = Mirror(db, store=store, source=source)
+
+    async def api_models(request: Request) -> Response:
+        from pipeline.query import models
+
+        # a repeated request: the same raw query against the same database version
+        raw_key = (mirror.version(), "raw", request.scope.get("query_string", b""))
+        hit = mirror.cached(raw_key)
+        if hit is not None:
+            return send(request, hit)
+        try:
+            bad = non_utf8(request)
+            if bad:
+                raise BadInput(bad)
+            params = single_params(request)
+            as_of = params.get("as_of", "").strip()
+            when = parse_time(as_of, name="as_of") if as_of else None
+            src = params.get("source", "").strip() or source
+        except ModelwatchError as exc:
+            return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
+        # parameters other than API_PARAMS are ignored, as upstream does
+
+        def compute(s: Store) -> Answer:
+            try:
+                filters = {k: params.get(k) for k in QUERY_PARAMS}
+                frame = models(s, source=src, as_of=when, **filters)
+            except BadInput as exc:
+                return Answer(400, error_body(str(exc)))
+            return Answer(200, catalog_body(frame))
+
+        key = ("api", src, when, *(params.get(k) for k in QUERY_PARAMS))
+        answer = await _answer(mirror, key, compute)
+        if answer.status in (200, 400):
+            mirror.remember(raw_key, answer)
+        return send(request, answer)
+
+    async def legacy_models(request: Request) -> Response:
+        return await _legacy(request, None)
+
+    async def legacy_model(request: Request) -> Response:
+        return await _legacy(request, request.path_params["model"])
+
+    async def _legacy(request: Request, model_id: str | None) -> Response:
+        from pipeline.serve.legacy import legacy_answer
+
+        if non_utf8(request):
+            body = openai_error("the request URL is not valid UTF-8", code="invalid_url")
+            return Response(body, status_code=400, media_type=JSON_TYPE)
+        authorization = request.headers.get("authorization")
+
+        def lookup(s: Store) -> TokenScope | Unauthorized:
+            try:
+                return scope_of(s, authorization)
+            except Unauthorized as exc:
+                return exc
+
+        try:
+            scope = await _run(mirror, ("token", _digest(authorization)), lookup)
+        except ModelwatchError as exc:
+            return send(request, _failure(exc))
+        if isinstance(scope, Unauthorized):
+            return Response(
+                openai_error(str(scope), code="invalid_api_key"),
+                status_code=401,
+                media_type=JSON_TYPE,
+                headers={
+                    "Vary": "Authorization",
+                    "Cache-Control": "no-store",
+                    "WWW-Authenticate": "Bearer",
+                },
+            )
+        answer = await _answer(
+            mirror,
+            ("legacy", scope, model_id),
+            lambda s: legacy_answer(s, scope, model_id, default_source=source),
+        )
+        return send(request, answer, private=authorization is not None, vary=True)
+
+    async def healthz(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON_TYPE)
+
+    async def openapi(request: Request) -> Response:
+        from pipeline.serve.openapi import OPENAPI
+
+        return Response(json.dumps(OPENAPI).encode(), media_type=JSON_TYPE)
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/models", api_models, methods=["GET"]),
+            Route("/v1/models", legacy_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", legacy_model, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ]
+    )
+
+
+def _digest(authorization: str | None) -> str | None:
+    """Cache keys hold a hash of the header, never the token itself."""
+    return None if authorization is None else hashlib.sha256(authorization.encode()).hexdigest()
+
+
+async def _run(mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], T]) -> T:
+    """Cache hits answer inline; misses run in a worker thread (DuckDB blocks)."""
+    from starlette.concurrency import run_in_threadpool
+
+    hit = mirror.cached((mirror.version(), *key))
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    return await run_in_threadpool(mirror.compute, key, compute)
+
+
+def _failure(exc: ModelwatchError) -> Answer:
+    if isinstance(exc, StoreLocked):
+        return Answer(503, error_body(f"the database is busy: {exc}"))
+    return Answer(500, error_body(str(exc)))
+
+
+async def _answer(
+    mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], Answer]
+) -> Answer:
+    try:
+        return await _run(mirror, key, compute)
+    except ModelwatchError as exc:
+        return _failure(exc)

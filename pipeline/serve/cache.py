@@ -1,0 +1,82 @@
+"""The mirror's answer cache, keyed by the database's version.
+
+A repeated request costs a file `stat` and a dict lookup. The database is opened
+read-only and only on a cache miss, so `modelwatch snapshot` can write between
+requests (DuckDB allows one writing process per file, and no reader while it writes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pipeline.errors import BadInput
+from pipeline.store import Store
+
+T = TypeVar("T")
+
+
+class Mirror:
+    """Computed values (answers, token scopes) cached by database version."""
+
+    def __init__(
+        self,
+        db: str | Path | None = None,
+        *,
+        store: Store | None = None,
+        source: str = "aihubmix",
+        cache_size: int = 512,
+    ):
+        if (db is None) == (store is None):
+            raise ValueError("give exactly one of db or store")
+        self.path = None if db is None else Path(db)
+        # the file and its WAL: any write changes one of them
+        self._watched = () if db is None else (str(db), f"{db}.wal")
+        self.store = store
+        self.source = source
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def version(self) -> tuple[Any, ...]:
+        if self.store is not None:
+            return (self.store.version(),)
+        stats: list[tuple[int, int] | None] = []
+        for path in self._watched:
+            try:
+                st = os.stat(path)
+                stats.append((st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                stats.append(None)
+        return tuple(stats)
+
+    def cached(self, full_key: tuple[Any, ...]) -> Any:
+        """The value stored under (version, *key), if any: no lock, no thread hop."""
+        return self._cache.get(full_key)
+
+    def remember(self, full_key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            self._cache[full_key] = value
+            self._cache.move_to_end(full_key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def compute(self, key: tuple[Any, ...], compute: Callable[[Store], T]) -> T:
+        """The cached value for `key`, or `compute` over a briefly opened store."""
+        full_key = (self.version(), *key)
+        hit = self.cached(full_key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        if self.store is not None:
+            result = compute(self.store)
+        else:
+            if not self.path or not self.path.exists():
+                raise BadInput(f"database {str(self.path)!r} does not exist")
+            with Store.open(self.path, read_only=True, lock_timeout=5.0) as store:
+                result = compute(store)
+        self.remember(full_key, result)
+        return result

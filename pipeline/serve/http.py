@@ -1,0 +1,106 @@
+"""HTTP pieces every served route shares: answers, ETags, cache headers, parameters.
+
+An `Answer` is a status and the exact body bytes; its strong ETag is the hash of those
+bytes, so the same catalog and parameters always give the same ETag (SPEC 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pipeline.errors import BadInput
+
+PUBLIC = "public, max-age=300, stale-while-revalidate=300"
+PRIVATE = "private, max-age=300"
+MAX_PARAM_LENGTH = 512
+JSON_TYPE = "application/json"
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A computed response: cached by the mirror, sent by `send`."""
+
+    status: int
+    body: bytes
+    etag: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", etag_of(self.body) if self.status == 200 else None)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison over an `If-None-Match` list (`*`, `W/` forms)."""
+    if not header:
+        return False
+    bare = etag.removeprefix("W/")
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == bare:
+            return True
+    return False
+
+
+def error_body(message: str) -> bytes:
+    """The AiHubMix error shape: `{"success": false, "message": ...}`."""
+    return json.dumps({"success": False, "message": message}, ensure_ascii=False).encode()
+
+
+def openai_error(
+    message: str, *, code: str, type: str = "invalid_request_error", param: str | None = None
+) -> bytes:
+    """The OpenAI error shape of the legacy routes."""
+    return json.dumps(
+        {"error": {"message": message, "type": type, "param": param, "code": code}},
+        ensure_ascii=False,
+    ).encode()
+
+
+def non_utf8(request: Request) -> str | None:
+    """Why the request's path or query is not valid UTF-8 once percent-decoded, if it is not."""
+    raw = request.scope.get("query_string", b"") + b"&" + request.scope.get("raw_path", b"")
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the request URL holds percent-encoded bytes that are not UTF-8"
+    return None
+
+
+def single_params(request: Request) -> dict[str, str]:
+    """The query parameters, each at most once and of bounded length."""
+    seen: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in seen:
+            raise BadInput(f"parameter {key!r} is given more than once")
+        if len(value) > MAX_PARAM_LENGTH:
+            raise BadInput(f"parameter {key!r} is longer than {MAX_PARAM_LENGTH} characters")
+        seen[key] = value
+    return seen
+
+
+def send(
+    request: Request, answer: Answer, *, private: bool = False, vary: bool = False
+) -> Response:
+    """An answer as a response: 304 on a matching If-None-Match, caching headers always."""
+    if answer.etag is None:
+        return Response(
+            answer.body,
+            status_code=answer.status,
+            media_type=JSON_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
+    headers = {"Cache-Control": PRIVATE if private else PUBLIC, "ETag": answer.etag}
+    if vary or private:
+        headers["Vary"] = "Authorization"
+    if etag_matches(request.headers.get("if-none-match"), answer.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(answer.body, status_code=200, media_type=JSON_TYPE, headers=headers)

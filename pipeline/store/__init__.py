@@ -1,0 +1,278 @@
+"""The DuckDB store: the only place that holds a connection or writes SQL (SPEC 3).
+
+    __init__.py   `Store`: open, transactions, the write of one fetch, the SQL funnel
+    schema.py     tables, views and macros (`catalog_as_of`, `model_changes`, ...)
+    archive.py    the raw archive: every distinct body once, delta-compressed
+    history.py    the history writer: fetch log, quarantine, type-2 versions, orders
+    reads.py      every read as a named method
+    locking.py    one writer at a time per database file
+
+A fetch is written in one transaction: a failure leaves the history as it was, and
+the attempt (with its raw body) is then recorded as `failed` in a second transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pipeline.errors import BadInput, ModelwatchError, StoreError, StoreLocked
+from pipeline.outcome import ACCEPTED, IngestResult, Outcome
+from pipeline.store.archive import RawArchive, content_hash
+from pipeline.store.history import (
+    FetchMeta,
+    SnapshotWrite,
+    VersionChanges,
+    apply_changes,
+    log_fetch,
+    order_hash,
+    store_quarantine,
+)
+from pipeline.store.reads import Reads
+from pipeline.store.schema import ensure_schema
+
+DEFAULT_DB = Path("data/catalog.duckdb")
+
+__all__ = [
+    "DEFAULT_DB",
+    "FetchMeta",
+    "LastFetch",
+    "SnapshotWrite",
+    "SourceState",
+    "Store",
+    "VersionChanges",
+    "content_hash",
+    "order_hash",
+]
+
+
+@dataclass(frozen=True)
+class LastFetch:
+    fetched_at: datetime
+    etag: str | None
+    max_age: int | None
+    outcome: str
+
+
+@dataclass
+class SourceState:
+    """What writing a source's next fetch needs to know, read once per connection.
+
+    DuckDB lets one process write a file at a time, so while this Store is open nobody
+    else can change it; the state is dropped after any failed write and read again.
+    """
+
+    last_accepted: str | None  # content hash of the newest new/unchanged body
+    newest: datetime | None  # newest fetch time of any outcome
+    current: dict[str, str]  # open versions: model_id -> row_hash
+    order_hash: str | None  # order of the newest applied snapshot
+
+
+class Store(Reads):
+    """One DuckDB file (or `:memory:`): `with Store.open(path) as store: ...`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool = False):
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._archive = RawArchive(con)
+        self._states: dict[str, SourceState] = {}
+        ensure_schema(con, path, read_only=read_only)
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, path: str | Path | None = None, *, lock_timeout: float = 10.0, read_only: bool = False
+    ) -> Store:
+        """Open (creating if needed); wait up to `lock_timeout` s for another writer.
+
+        `read_only` is for queries: several readers may share the file, never with a writer.
+        """
+        target = str(path if path is not None else DEFAULT_DB)
+        if target != ":memory:":
+            parent = Path(target).parent
+            if not parent.exists():
+                raise BadInput(f"database folder {str(parent)!r} does not exist")
+            if read_only and not Path(target).exists():
+                raise BadInput(f"database {target!r} does not exist; run a snapshot or replay")
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(target, read_only=read_only and target != ":memory:")
+                break
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if "lock" not in text.lower():
+                    raise StoreError(
+                        f"cannot open database {target!r}: {text.splitlines()[0]}"
+                    ) from None
+                if time.monotonic() >= deadline:
+                    holder = (
+                        text.split("(PID", 1)[-1].split(")")[0].strip() if "PID" in text else "?"
+                    )
+                    raise StoreLocked(
+                        f"database {target!r} is in use by another process (PID {holder}); "
+                        f"waited {lock_timeout:g}s"
+                    ) from None
+                time.sleep(0.1)
+            except duckdb.Error as exc:
+                raise StoreError(
+                    f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
+                ) from None
+        return cls(con, target, read_only=read_only)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- the SQL funnel ----------------------------------------------------------------
+    def execute(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Any]:
+        """Run any SQL and fetch every row (an analyst's or a test's own query)."""
+        return self._rows(sql, params)
+
+    def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
+        """A query's result as a polars frame."""
+        return pl.DataFrame(self._con.sql(sql, params=params))  # Arrow stream: no pyarrow
+
+    def _rows(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Any]:
+        return self._con.execute(sql, params if params is not None else []).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing; after a failure (COMMIT's own included) nothing this Store
+        remembers about the tables is trusted again."""
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            self._con.execute("COMMIT")
+        except BaseException:
+            with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction already
+                self._con.execute("ROLLBACK")
+            self._archive.forget()
+            self._states.clear()
+            raise
+
+    # -- what the writer needs to know ----------------------------------------------------
+    def last_fetch(self, source: str, url: str | None = None) -> LastFetch | None:
+        """The newest successful contact with `source` (for ETag and max-age)."""
+        row = self.last_contact(source, url)
+        return LastFetch(*row) if row else None
+
+    def source_state(self, source: str) -> SourceState:
+        if source not in self._states:
+            last = self._rows(
+                "SELECT content_hash FROM fetch_log WHERE source = ? AND outcome IN "
+                "('new', 'unchanged') ORDER BY fetched_at DESC, fetch_id DESC LIMIT 1",
+                [source],
+            )
+            self._states[source] = SourceState(
+                last_accepted=last[0][0] if last else None,
+                newest=self._scalar(
+                    "SELECT max(fetched_at) FROM fetch_log WHERE source = ?", [source]
+                ),
+                current=dict(
+                    self._rows(
+                        "SELECT model_id, row_hash FROM model_versions "
+                        "WHERE source = ? AND valid_to IS NULL",
+                        [source],
+                    )
+                ),
+                order_hash=self._scalar(
+                    "SELECT order_hash FROM snapshots WHERE source = ? "
+                    "ORDER BY observed_at DESC LIMIT 1",
+                    [source],
+                ),
+            )
+        return self._states[source]
+
+    def is_current_body(self, source: str, body: bytes) -> bool:
+        """Whether `body` is byte for byte the catalog in force (the common poll):
+        comparing with the body just written beats hashing it."""
+        last = self.source_state(source).last_accepted
+        return last is not None and self._archive.recent(last) == body
+
+    def add_token(
+        self,
+        name: str,
+        sha256: str,
+        *,
+        models: list[str] | None,
+        group: str | None,
+        created_at: datetime,
+    ) -> None:
+        """Store a served-API token by its hash (the token itself is never stored)."""
+        self._rows(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", [name, sha256, models, group, created_at]
+        )
+
+    # -- the raw archive ----------------------------------------------------------------
+    def raw_payload(self, digest: str) -> bytes:
+        """The exact bytes of a stored body."""
+        return self._archive.get(digest)
+
+    # -- writing ---------------------------------------------------------------------
+    def write(self, w: SnapshotWrite) -> IngestResult:
+        """Apply one fetch in one transaction. A failure that is not the caller's leaves
+        the history as it was, records the attempt as `failed` (body kept) and raises."""
+        result = w.result
+        source = result.source
+        try:
+            with self.transaction():
+                if w.body is not None and result.content_hash is not None:
+                    if not (
+                        result.outcome is Outcome.UNCHANGED and w.raw_base == result.content_hash
+                    ):
+                        self._archive.put(
+                            source, w.body, result.content_hash, result.fetched_at, w.raw_base
+                        )
+                    store_quarantine(self._con, source, result.content_hash, w.quarantine)
+                result.fetch_id = log_fetch(self._con, result, w.meta)
+                if w.changes is not None:
+                    apply_changes(self._con, result, w.changes)
+        except Exception as exc:
+            if isinstance(exc, ModelwatchError):
+                raise
+            error = f"could not apply the snapshot: {exc.__class__.__name__}: {exc}"
+            self.record_attempt(
+                IngestResult(
+                    source=source, fetched_at=result.fetched_at, outcome=Outcome.FAILED, error=error
+                ),
+                w.meta,
+                body=w.body,
+            )
+            raise StoreError(error) from exc
+        state = self._states.get(source)
+        if state is not None:
+            state.newest = result.fetched_at
+            if result.outcome in ACCEPTED:
+                state.last_accepted = result.content_hash
+            if w.changes is not None:
+                state.current = w.changes.current
+                state.order_hash = w.changes.order_hash
+        return result
+
+    def record_attempt(
+        self, result: IngestResult, meta: FetchMeta, *, body: bytes | None = None
+    ) -> IngestResult:
+        """Log an attempt that applies nothing (304, upstream failure), keeping any body."""
+        if body is not None:
+            result.content_hash = content_hash(body)
+        with self.transaction():
+            if body is not None and result.content_hash is not None:
+                self._archive.put(result.source, body, result.content_hash, result.fetched_at, None)
+            result.fetch_id = log_fetch(self._con, result, meta)
+        self._states.pop(result.source, None)
+        return result
