@@ -65,9 +65,15 @@ def record_failure_task(db: str, plan: FetchPlan, error: FetchError) -> IngestRe
 
 @task(name="store")
 def store_task(
-    db: str, plan: FetchPlan, response: Any, accept_mass_removal: bool = False
+    db: str,
+    plan: FetchPlan,
+    response: Any,
+    accept_mass_removal: bool = False,
+    private: bool = False,
 ) -> IngestResult:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
+        if private:  # fetched with a token: a token-scoped list, never served publicly
+            store.mark_private(plan.source, plan.started)
         return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
 
 
@@ -209,6 +215,7 @@ def snapshot_catalog(
             token_env=spec.token_env,
         )
     path = str(_db(db, config))
+    spec.token()  # a named token variable that is unset fails the run now, as in the CLI
     plan = plan_task(path, spec, force)
     if isinstance(plan, Skipped):
         logger.info("%s: skipped, fresh until %s", source, plan.fresh_until)
@@ -225,7 +232,7 @@ def snapshot_catalog(
         failed = record_failure_task(path, plan, exc)
         _fail_event(source, failed.outcome, str(exc))
         raise
-    result = store_task(path, plan, response, accept_mass_removal)
+    result = store_task(path, plan, response, accept_mass_removal, bool(spec.token_env))
     counts = report_task(path, result)
     report_to = report_path or config.report
     if report_to and result.outcome is Outcome.NEW:

@@ -157,6 +157,8 @@ def snapshot(
     plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
     if isinstance(plan, Skipped):
         return plan
+    if token:
+        store.mark_private(source, plan.started)
     try:
         response = fetch(plan, client=client, token=token, max_attempts=max_attempts)
     except FetchError as exc:

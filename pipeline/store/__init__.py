@@ -218,6 +218,12 @@ class Store(Reads):
             "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", [name, sha256, models, group, created_at]
         )
 
+    def mark_private(self, source: str, since: datetime) -> None:
+        """`source` was fetched with a bearer token: its catalog is private from now on."""
+        self._rows(
+            "INSERT INTO private_sources VALUES (?, ?) ON CONFLICT DO NOTHING", [source, since]
+        )
+
     # -- the raw archive ----------------------------------------------------------------
     def raw_payload(self, digest: str) -> bytes:
         """The exact bytes of a stored body."""

@@ -254,6 +254,10 @@ class Reads:
             {"key": key},
         )
 
+    def private_sources(self) -> set[str]:
+        """Sources fetched with a bearer token: token-scoped lists, never public."""
+        return {r[0] for r in self._rows("SELECT source FROM private_sources")}
+
     # -- tokens of the served API ---------------------------------------------------------
     def token_named(self, name: str) -> bool:
         return bool(self._rows("SELECT 1 FROM tokens WHERE name = ?", [name]))

@@ -11,6 +11,7 @@ Tables (all times are naive UTC):
     snapshots      one row per applied snapshot: when, and which order it had
     quarantine     invalid rows, with reasons, once per distinct body
     tokens         bearer tokens of the served API (SHA-256 only)
+    private_sources  sources fetched with a bearer token (never served anonymously)
 
 Views and macros:
 
@@ -99,6 +100,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     models VARCHAR[],
     grp VARCHAR,
     created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS private_sources (
+    source VARCHAR PRIMARY KEY,  -- fetched with a bearer token: served only to its tokens
+    since TIMESTAMP NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     content_hash VARCHAR NOT NULL,
