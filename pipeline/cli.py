@@ -29,6 +29,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        sys.stdout.write(f"modelwatch {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Keep a complete, queryable history of AI model catalogs."""
+
+
 # Piped output gets wide tables rather than rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
@@ -650,7 +670,10 @@ def compare(
 
 
 def main() -> None:
-    """Entry point: user mistakes and upstream failures are one line, never a traceback."""
+    """Entry point: every error is one line on stderr and an exit code, never a traceback.
+
+    0 done, 1 an error (a user mistake, a rejected or failed fetch), 2 a usage error,
+    3 a snapshot held as suspect. `MODELWATCH_DEBUG=1` shows the traceback of a bug."""
     try:
         code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
     except ModelwatchError as exc:
@@ -661,13 +684,20 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):  # click's usage errors (vendored)
+            show()
+            sys.exit(exit_code)
+        if os.environ.get("MODELWATCH_DEBUG"):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {detail} "
+            "(set MODELWATCH_DEBUG=1 to see where)",
+            markup=False,
+        )
+        sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 
 

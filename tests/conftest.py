@@ -69,13 +69,51 @@ def doc(name: str) -> bytes:
     return (DOCS / name).read_bytes()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """Run the real `modelwatch` entry point in a child process."""
-    return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        cwd=cwd or ROOT,
-        timeout=120,
-    )
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    child: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `modelwatch` entry point (`main()`, error handling and exit codes included)
+    in this process; `child=True` runs the installed console script in a child process,
+    as a user does (for what a child adds: a fresh interpreter, signals, real stdio)."""
+    full_env = {"COLUMNS": "200", **(env or {})}
+    if child:
+        return subprocess.run(
+            ["modelwatch", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **full_env},
+            cwd=cwd or ROOT,
+            timeout=120,
+        )
+    return _run_in_process(list(args), full_env, cwd or ROOT)
+
+
+def _run_in_process(args: list[str], env: dict[str, str], cwd: Path):
+    import contextlib
+    import io
+
+    from pipeline import cli
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
+    stderr = io.StringIO()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = ["modelwatch", *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    stdout.flush()
+    out = stdout.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(args, code, out, stderr.getvalue())

@@ -1,4 +1,5 @@
-"""The command line contract (SPEC 7), run as a user would: a child process per command."""
+"""The command line contract (SPEC 7): `main()` in this process, and the installed console
+script in a child process where a child is what is tested (usage errors, exit codes)."""
 
 import json
 import shutil
@@ -94,16 +95,50 @@ def test_env_variable_selects_the_database(tmp_path):
     assert db.exists()
 
 
-def test_every_command_has_help():
+def _commands() -> list[list[str]]:
     import typer.main
 
     from pipeline.cli import app
 
-    group = typer.main.get_command(app)
-    for name, command in group.commands.items():
-        assert command.help, f"{name} has no help"
-        done = run_cli(name, "--help")
-        assert done.returncode == 0 and "Usage" in done.stdout
+    def walk(command, path):
+        subs = getattr(command, "commands", None)
+        if not subs:
+            return [path]
+        found = [path] if path else []
+        for name, sub in subs.items():
+            assert sub.help, f"{' '.join([*path, name])} has no help"
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+def test_every_command_has_help_and_usage_mistakes_exit_2_without_a_traceback(tmp_path):
+    """Through the installed console script, as a user types it (SPEC 7: exit 2)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    commands = _commands()
+    assert {"snapshot", "replay", "models", "serve", "tokens add"} <= {
+        " ".join(c) for c in commands
+    }
+    cases = [(c, [*c, "--help"], 0) for c in commands]
+    cases += [(c, [*c, "--no-such-option"], 2) for c in commands]
+    cases += [([], [], 2), (["nosuchcmd"], ["nosuchcmd"], 2), ([], ["--version"], 0)]
+    cases += [(["models"], ["models", "--format", "xml"], 2), (["cost"], ["cost"], 2)]
+    cases += [(["snapshot"], ["snapshot", "--retries", "99"], 2)]
+    env = {"HOME": str(tmp_path), "MODELWATCH_DB": str(tmp_path / "x.duckdb")}
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda c: run_cli(*c[1], env=env, cwd=tmp_path, child=True), cases))
+    for (_, args, code), done in zip(cases, runs, strict=True):
+        shown = " ".join(["modelwatch", *args])
+        assert done.returncode == code, (shown, done.stdout, done.stderr)
+        assert "Traceback" not in done.stdout + done.stderr, shown
+        if args[-1:] == ["--help"]:
+            assert "Usage" in done.stdout, shown
+        elif args == ["--version"]:
+            assert done.stdout.startswith("modelwatch "), shown
+        else:
+            assert "Usage" in done.stdout + done.stderr, shown
 
 
 def test_querying_imports_neither_prefect_nor_altair_nor_pandera(demo_db):

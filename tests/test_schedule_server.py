@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from pipeline.store import Store
 from tests.conftest import ROOT
@@ -44,6 +45,7 @@ def stop(proc):
             proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_a_scheduled_run_fires_against_a_real_prefect_server(tmp_path, bundled):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
