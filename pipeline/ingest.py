@@ -303,16 +303,28 @@ def ingest(
     )
     meta = FetchMeta(url=url, http_status=http_status, etag=etag, max_age=max_age)
 
-    # only a fetch no newer than the newest stored can be a repeat (a replay re-run)
-    if (state.newest is None or fetched_at <= state.newest) and store.has_fetch(
-        source, fetched_at, digest
-    ):
+    # only a fetch no newer than the newest stored can be a repeat (a replay re-run); a
+    # failed attempt is no repeat: its write did not happen, so the retry applies it
+    same_time = (
+        []
+        if state.newest is None or fetched_at > state.newest
+        else [(h, o) for h, o in store.fetches_at(source, fetched_at) if o != Outcome.FAILED]
+    )
+    if any(h == digest for h, _ in same_time):
         result.outcome = Outcome.DUPLICATE
         return result
     if state.newest is not None and fetched_at < state.newest:
         raise BadInput(
             f"{source} fetch at {iso(fetched_at)} is older than the newest one stored "
             f"({iso(state.newest)}); history is written oldest first"
+        )
+    if same_time:  # another body at this very instant: snapshots must be totally ordered
+        result.error = (
+            f"another {source} payload was fetched at the same time ({iso(fetched_at)}); "
+            "the first one stored stands"
+        )
+        return store.write(
+            SnapshotWrite(result=replace(result, outcome=Outcome.REJECTED), meta=meta, body=body)
         )
     base = state.last_accepted
 

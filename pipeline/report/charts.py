@@ -9,6 +9,17 @@ from typing import Any
 import polars as pl
 
 WIDTH, HEIGHT = 720, 300  # chart size in pixels
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # not text: the renderer aborts on a NUL
+
+
+def printable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Catalog text with control characters shown as U+FFFD, as a browser would: the
+    chart renderer (Rust) aborts the whole process on a NUL byte in a label."""
+    return frame.with_columns(
+        pl.col(c).str.replace_all(CONTROL, "\ufffd")
+        for c, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
 
 
 def _utc(field: str, title: str) -> Any:
@@ -27,7 +38,7 @@ def chart_price_steps(steps: pl.DataFrame) -> Any:
 
     return (
         alt.Chart(
-            steps,
+            printable(steps),
             title="Input price of the most-changed models (USD per 1M)",
             width=WIDTH,
             height=HEIGHT,
@@ -46,7 +57,10 @@ def chart_median_prices(medians: pl.DataFrame) -> Any:
 
     return (
         alt.Chart(
-            medians, title="Median input price per type (USD per 1M)", width=WIDTH, height=HEIGHT
+            printable(medians),
+            title="Median input price per type (USD per 1M)",
+            width=WIDTH,
+            height=HEIGHT,
         )
         .mark_line(interpolate="step-after")
         .encode(
@@ -61,7 +75,7 @@ def chart_coverage(cover: pl.DataFrame, what: str) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(cover, title=f"Models per {what}", width=WIDTH, height=HEIGHT)
+        alt.Chart(printable(cover), title=f"Models per {what}", width=WIDTH, height=HEIGHT)
         .mark_line(interpolate="step-after")
         .encode(
             _utc("observed_at", "snapshot (UTC)"),
@@ -82,7 +96,11 @@ def chart_price_change_bars(prices: pl.DataFrame) -> Any:
         .head(30)
     )
     return (
-        alt.Chart(data, title="Largest price changes in the period (%, symlog scale)", width=WIDTH)
+        alt.Chart(
+            printable(data),
+            title="Largest price changes in the period (%, symlog scale)",
+            width=WIDTH,
+        )
         .mark_bar()
         .encode(
             alt.X("pct_change:Q", title="change (%)", scale=alt.Scale(type="symlog")),
@@ -100,7 +118,9 @@ def chart_frontier(points: pl.DataFrame) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(points, title="Input price vs context length", width=WIDTH, height=HEIGHT)
+        alt.Chart(
+            printable(points), title="Input price vs context length", width=WIDTH, height=HEIGHT
+        )
         .mark_point(filled=True)
         .encode(
             alt.X("context_length:Q", title="context length (tokens)", scale=alt.Scale(type="log")),

@@ -6,6 +6,7 @@ Catalog text is untrusted: everything put into HTML goes through `html.escape`.
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import polars as pl
 
 from pipeline import query
 from pipeline.report.charts import (
+    CONTROL,
     chart_coverage,
     chart_frontier,
     chart_median_prices,
@@ -58,7 +60,7 @@ def _e(value: Any) -> str:
         return html.escape(iso(value) or "")
     if isinstance(value, float):
         return html.escape(f"{value:.6g}")
-    return html.escape(str(value))
+    return html.escape(re.sub(CONTROL, "\ufffd", str(value)))
 
 
 def html_table(frame: pl.DataFrame, *, limit: int = 200) -> str:

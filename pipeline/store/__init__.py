@@ -252,13 +252,17 @@ class Store(Reads):
             if isinstance(exc, ModelwatchError):
                 raise
             error = f"could not apply the snapshot: {exc.__class__.__name__}: {exc}"
-            self.record_attempt(
-                IngestResult(
-                    source=source, fetched_at=result.fetched_at, outcome=Outcome.FAILED, error=error
-                ),
-                w.meta,
-                body=w.body,
+            error = " ".join(error.split())
+            failed = IngestResult(
+                source=source, fetched_at=result.fetched_at, outcome=Outcome.FAILED, error=error
             )
+            try:
+                self.record_attempt(failed, w.meta, body=w.body)
+            except Exception as again:  # the disk is still full: say so, in one line
+                raise StoreError(
+                    f"{error}; recording the failed attempt failed too: "
+                    f"{again.__class__.__name__}: {' '.join(str(again).split())}"
+                ) from exc
             raise StoreError(error) from exc
         state = self._states.get(source)
         if state is not None:

@@ -80,14 +80,15 @@ class Reads:
         )
         return rows[0][0], rows[0][1]
 
-    def has_fetch(self, source: str, fetched_at: datetime, digest: str) -> bool:
-        """Whether this very body at this very time is logged already (a replay re-run)."""
-        return bool(
-            self._rows(
-                "SELECT 1 FROM fetch_log WHERE source = ? AND fetched_at = ? AND content_hash = ?",
-                [source, fetched_at, digest],
+    def fetches_at(self, source: str, fetched_at: datetime) -> list[tuple[str | None, str]]:
+        """(content_hash, outcome) of every attempt logged for `source` at that instant."""
+        return [
+            (r[0], r[1])
+            for r in self._rows(
+                "SELECT content_hash, outcome FROM fetch_log WHERE source = ? AND fetched_at = ?",
+                [source, fetched_at],
             )
-        )
+        ]
 
     # -- the catalog at a time ------------------------------------------------------------
     def catalog_as_of(self, source: str, as_of: datetime) -> pl.DataFrame:

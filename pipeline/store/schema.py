@@ -154,7 +154,7 @@ CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
     WITH s AS (
         SELECT source, order_hash, observed_at FROM snapshots
         WHERE source = src AND observed_at <= CAST(ts AS TIMESTAMP)
-        ORDER BY observed_at DESC LIMIT 1
+        ORDER BY observed_at DESC, fetch_id DESC LIMIT 1
     ),
     o AS (
         SELECT s.source, unnest(orders.model_ids) AS model_id,
