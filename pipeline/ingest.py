@@ -187,8 +187,13 @@ def fetch(
         if token and exc.body:
             exc.body = redact(exc.body, token)
         raise
-    if token and response.body:
-        response = replace(response, body=redact(response.body, token))
+    if token:
+        # an ETag that echoes the token is dropped: it would be stored and sent back
+        etag = response.etag
+        if etag is not None and redact(etag, token) != etag:
+            etag = None
+        body = redact(response.body, token) if response.body else response.body
+        response = replace(response, body=body, etag=etag)
     return response
 
 

@@ -123,3 +123,32 @@ def test_the_report_survives_a_nul_byte_in_a_model_id(tmp_path):
     assert done.returncode == 0, done.stderr
     page = out.read_text()
     assert "evil\ufffdid\ufffd[31m" in page and "\x00" not in page and "\x1b" not in page
+
+
+def test_an_etag_that_echoes_the_token_is_never_stored_or_sent_back(store):
+    import httpx
+
+    from pipeline.ingest import snapshot
+
+    token = "sk-live/ab+c="
+    body = json.dumps({"data": [{"model_id": "m"}], "success": True}).encode()
+    sent = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("if-none-match"))
+        return httpx.Response(200, content=body, headers={"ETag": f'"{token}"'})
+
+    with httpx.Client(transport=httpx.MockTransport(upstream)) as client:
+        for minute in (0, 1):
+            snapshot(
+                store,
+                source="aihubmix",
+                url="http://upstream.test/api/v1/models",
+                client=client,
+                token=token,
+                force=False,
+                now=lambda m=minute: datetime(2026, 1, 1, 0, m),
+            )
+    assert sent == [None, None]
+    assert store.execute("SELECT etag FROM fetch_log") == [(None,), (None,)]
+    assert "aihubmix" in store.private_sources()
