@@ -43,3 +43,21 @@ def test_readme_sql_runs_on_the_bundled_history(history_db, sql):
 
 def test_there_are_three_worked_sql_examples():
     assert len(SQL_BLOCKS) == 3
+
+
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+@pytest.mark.parametrize("code", PYTHON_BLOCKS, ids=lambda c: c.splitlines()[0][:40])
+def test_readme_python_runs_on_the_bundled_history(code, history_db, tmp_path):
+    """Each Python block, as written, against `data/catalog.duckdb` of the bundled history."""
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(history_db, tmp_path / "data" / "catalog.duckdb")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
