@@ -1,30 +1,34 @@
-"""What every benchmark prints: the machine it ran on, its table of figures, and its files.
+"""All the benches' formatting: the machine line, the rows and their table, each bench's
+markdown, the summary, and the files they are written to.
 
-A row is a dict `{figure, value, unit, baseline, baseline_name, ratio, target, met}` (the
-harness's summary adds `bench`); `table` renders a list of them as markdown, `write` saves a
-result as `<name>.json` and its markdown as `<name>.md`.
+A row is a dict `{figure, value, unit, baseline, baseline_name, ratio, target, met,
+headline}` (the summary adds `bench`); `table` renders a list of them as markdown.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.measure import ratio
+
 # distributions whose versions describe a run (absent ones are reported as None)
-VERSIONS = ("duckdb", "polars", "pandera", "pyarrow")
+VERSIONS = ("duckdb", "polars", "pandera", "pyarrow", "uvicorn", "starlette", "httpx", "dlt")
+NOTE = (
+    "Each ratio is against a baseline measured in the same run on the same data "
+    "(value / baseline); `met` is judged on the median. Times are reported, never asserted."
+)
 
 
+# -- the machine ---------------------------------------------------------------------------
 def version(distribution: str) -> str | None:
     """The installed version of a distribution, without importing it."""
     try:
@@ -33,95 +37,59 @@ def version(distribution: str) -> str | None:
         return None
 
 
-def cpu_model() -> str | None:
-    """`model name` of the first CPU in /proc/cpuinfo (Linux), else `platform.processor()`."""
+def _first(path: str, prefix: str) -> str | None:
+    """The rest of the first line of a /proc file starting with `prefix` (Linux)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or None
+    return None
 
 
-def memory_bytes() -> int | None:
-    """Total memory, from /proc/meminfo (Linux) or sysconf."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def git_version() -> str | None:
+def _git(*args: str) -> str | None:
     git = shutil.which("git")
     if git is None:
         return None
     try:
-        return subprocess.run(
-            [git, "--version"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+        done = subprocess.run([git, *args], capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
+    return done.stdout.strip()
 
 
-def revision(repo: Path | None = None) -> str | None:
+def revision() -> str | None:
     """The checked-out commit, `+dirty` when the work tree has uncommitted changes."""
-    git = shutil.which("git")
-    repo = repo or Path(__file__).resolve().parents[1]
-    if git is None:
-        return None
-    try:
-        head = subprocess.run(
-            [git, "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        dirty = subprocess.run(
-            [git, "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+    repo = str(Path(__file__).resolve().parents[1])
+    head = _git("-C", repo, "rev-parse", "--short", "HEAD")
+    dirty = _git("-C", repo, "status", "--porcelain", "--untracked-files=no")
+    return None if head is None else head + ("+dirty" if dirty else "")
 
 
 def machine() -> dict[str, Any]:
     """The machine and the versions a run depends on; the load average is read now."""
+    memory = _first("/proc/meminfo", "MemTotal")
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": cpu_model(),
+        "cpu": _first("/proc/cpuinfo", "model name") or platform.processor() or None,
         "cpus": os.cpu_count(),
-        "memory_bytes": memory_bytes(),
+        "memory_bytes": int(memory.split()[0]) * 1024 if memory else None,
         "python": sys.version.split()[0],
         **{name: version(name) for name in VERSIONS},
-        "git": git_version(),
-        "load_average": load_average(),
+        "git": _git("--version"),
+        "load_average": load,
     }
 
 
 def machine_line(m: dict[str, Any]) -> str:
     """One line: CPU, cores, memory, Python and library versions, git, load average."""
-    memory = m.get("memory_bytes")
-    load = m.get("load_average")
+    memory, load = m.get("memory_bytes"), m.get("load_average")
     parts = [
         f"{m.get('cpu') or 'unknown CPU'} ({m.get('machine')}), {m.get('cpus')} cores",
         f"{memory / 2**30:,.1f} GiB memory" if memory else "memory unknown",
@@ -136,37 +104,7 @@ def machine_line(m: dict[str, Any]) -> str:
     return "Machine: " + "; ".join(str(p) for p in parts if p) + "."
 
 
-# -- measurements --------------------------------------------------------------------------
-def ms(start: float) -> float:
-    """Milliseconds since a `time.perf_counter()` reading."""
-    return (time.perf_counter() - start) * 1000
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def stats(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "count": len(values),
-        "median": statistics.median(values) if values else None,
-        "p95": percentile(values, 95),
-        "mean": statistics.fmean(values) if values else None,
-        "min": min(values) if values else None,
-    }
-
-
-# -- tables ------------------------------------------------------------------------------
-def ratio(value: float | None, baseline: float | None) -> float | None:
-    if value is None or baseline is None or baseline == 0:
-        return None
-    return value / baseline
-
-
+# -- rows and tables -----------------------------------------------------------------------
 def row(
     figure: str,
     value: float | None,
@@ -175,8 +113,11 @@ def row(
     baseline_name: str = "",
     target: str = "",
     met: bool | None = None,
-    **extra: Any,
+    *,
+    headline: bool = False,
 ) -> dict[str, Any]:
+    """One figure against its baseline (measured in the same run), its target and verdict;
+    `headline` rows also go into the summary."""
     return {
         "figure": figure,
         "value": value,
@@ -186,8 +127,13 @@ def row(
         "ratio": ratio(value, baseline),
         "target": target,
         "met": met,
-        **extra,
+        "headline": headline,
     }
+
+
+def prefixed(prefix: str) -> Callable[..., dict[str, Any]]:
+    """`row`, with every figure's name starting with `prefix`."""
+    return lambda figure, *args, **kwargs: row(prefix + figure, *args, **kwargs)
 
 
 def number(value: float | None, unit: str) -> str:
@@ -204,42 +150,273 @@ def number(value: float | None, unit: str) -> str:
         return f"{value:,.0f} {unit}"
     if unit == "us/call":
         return f"{value:,.1f} us"
-    if unit == "x":
-        return f"{value:,.2f}x"
     return f"{value:,.2f} {unit}"
 
 
-def met_cell(met: bool | None) -> str:
-    return "" if met is None else ("yes" if met else "**no**")
-
-
 def table(rows: list[dict[str, Any]], *, bench_column: bool = False) -> str:
-    """Markdown: figure | value | baseline (its name) | ratio | target | met."""
-    head = "| bench " if bench_column else ""
-    align = "|---" if bench_column else ""
+    """Markdown: [bench |] figure | value | baseline (its name) | ratio | target | met."""
     lines = [
-        f"{head}| figure | value | baseline | ratio | target | met |",
-        f"{align}|---|---:|---|---:|---|---|",
+        ("| bench " if bench_column else "")
+        + "| figure | value | baseline | ratio | target | met |",
+        ("|---" if bench_column else "") + "|---|---:|---|---:|---|---|",
     ]
     for r in rows:
-        baseline = (
-            f"{number(r['baseline'], r['unit'])} ({r['baseline_name']})"
-            if r["baseline_name"]
-            else ""
-        )
-        ratio_ = "n/a" if r["ratio"] is None else f"{r['ratio']:,.2f}x"
-        first = f"| {r.get('bench', '')} " if bench_column else ""
+        baseline = f"{number(r['baseline'], r['unit'])} ({r['baseline_name']})"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(
-            f"{first}| {r['figure']} | {number(r['value'], r['unit'])} | {baseline} "
-            f"| {ratio_} | {r['target']} | {met_cell(r['met'])} |"
+            (f"| {r['bench']} " if bench_column else "")
+            + f"| {r['figure']} | {number(r['value'], r['unit'])} "
+            + f"| {baseline if r['baseline_name'] else ''} "
+            + f"| {'n/a' if r['ratio'] is None else format(r['ratio'], ',.2f') + 'x'} "
+            + f"| {r['target']} | {met} |"
         )
     return "\n".join(lines)
 
 
-def write(out: Path, name: str, result: dict[str, Any], text: str) -> tuple[Path, Path]:
-    """`<out>/<name>.json` (the whole result) and `<out>/<name>.md` (its markdown)."""
+def _grid(head: list[str], rows: list[list[Any]]) -> str:
+    """A plain markdown table: the first column left-aligned, the others right-aligned."""
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def write(out: Path, name: str, data: dict[str, Any], text: str) -> list[str]:
+    """`<out>/<name>.md` (the markdown) and `<out>/<name>.json` (the data); their names."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
-    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    md_path.write_text(text if text.endswith("\n") else text + "\n")
-    return json_path, md_path
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    (out / f"{name}.md").write_text(text if text.endswith("\n") else text + "\n")
+    return [f"{name}.md", f"{name}.json"]
+
+
+# -- each bench's markdown: (its title, paragraphs before its table, paragraphs after) -----
+Parts = tuple[list[str], list[str]]
+
+
+def _ingest(d: dict[str, Any]) -> Parts:
+    before, after = [], []
+    for r in d["runs"]:
+        c, s = r["config"], r["synthetic"]
+        text = (
+            f"Synthetic: {c['models']:,} models x {c['polls']:,} polls (5 min apart), "
+            f"~{c['change_rate']:.0%} of models changing on {c['changed_poll_share']:.0%} of "
+            f"polls, seed {c['seed']}: {s['distinct_payloads']} distinct payloads, "
+            f"{s['payload_bytes']['mean'] / 1024:,.0f} KiB each on average."
+        )
+        if "bundled" in r:
+            b = r["bundled"]
+            text += (
+                f" Bundled: {b['polls']} recorded AiHubMix payloads "
+                f"({b['payload_bytes']['mean'] / 1024:,.1f} KiB on average)."
+            )
+        before.append(text)
+        for key in ("synthetic", "bundled"):
+            if key not in r:
+                continue
+            st = r[key]["store"]
+            parts = ", ".join(
+                f"{t} {v['rows']:,} rows / {v['blocks']} blocks" for t, v in st["tables"].items()
+            )
+            after.append(
+                f"- {key} {c['models']:,} x {c['polls']:,} store: file {number(st['bytes'], 'B')}"
+                f", in use {number(st['used_bytes'], 'B')} ({st['block_size'] // 1024} KiB "
+                f"blocks); raw archive {number(st['summary']['raw_stored_bytes'], 'B')}; {parts}"
+            )
+    return before, ["Where the store's bytes go:\n\n" + "\n".join(after)]
+
+
+def _query(d: dict[str, Any]) -> Parts:
+    c, build = d["config"], d["build"]
+    s, st = build["store"]["summary"], build["store"]
+    built = "reused from the cache" if build["cached"] else "built in this run"
+    agree = ", ".join(f"{k}: {v['agrees_with_naive']}" for k, v in d["models"].items())
+    return [
+        f"Synthetic: {c['models']} models, {c['days']} days x {c['polls_per_day']} polls/day "
+        f"({c['polls']:,} polls), ~{c['changes_per_day']} changed polls/day of 1-5 models, "
+        f"seed {c['seed']}: {s['snapshots']:,} snapshots, {s['versions']:,} model versions, "
+        f"{s['fetches']:,} fetch_log rows. Store {built} ({st['seconds']:.0f} s: "
+        f"{st['ingested_polls']} polls through `ingest` at {st['ingest_ms']['median']:.0f} ms "
+        f"median, the unchanged ones bulk-inserted in {st['bulk_insert_seconds']:.2f} s); store "
+        f"file {number(st['bytes'], 'B')}, naive table {build['naive']['rows']:,} rows / "
+        f"{number(build['naive']['bytes'], 'B')}. {c['repeats']} random as-of instants, "
+        f"{c['changes_repeats']} random 90-day windows."
+    ], [f"Store and naive results agree: {agree}."]
+
+
+def _serve(d: dict[str, Any]) -> Parts:
+    c, body, db = d["config"], d["body"], d["db"]
+    if d["generator"] == "wrk":
+        load = f"{d['wrk']} (`wrk -t{min(c['wrk_threads'], c['connections'])} -c{c['connections']}"
+        load += f" -d{max(1, round(c['duration']))}s --latency`)"
+    else:
+        load = (
+            f"the bench's own async httpx loop ({c['connections']} clients of one keep-alive "
+            f"connection each, {c['duration']:g} s or {c['max_requests']:,} requests, whichever "
+            "comes first, after one untimed request each)"
+        )
+    f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
+    scenarios = [
+        [
+            f"{name} `{s['path']}`",
+            f"{s['requests']:,}",
+            s["errors"],
+            f(s["rps"], ",.0f"),
+            f"{f(s['p50_ms'], '.2f')} ms",
+            f"{f(s['p99_ms'], '.2f')} ms",
+            f"{f(s['server_cpu_us_per_request'], ',.0f')} us",
+            f(s["server_cpu_share"], ".0%"),
+            f(s["client_cpu_share"], ".0%"),
+        ]
+        for name, s in d["scenarios"].items()
+    ]
+    head = ["scenario", "requests", "errors", "req/s", "p50", "p99", "server CPU/req"]
+    after = [
+        _grid(head + ["server CPU", "client CPU"], scenarios),
+        f"Load: {load}, {c['rounds']} round(s) per scenario (medians), on the same machine as "
+        f"the server ({d['wrk_note']}). uvicorn loop {d['uvicorn_loop']}, http "
+        f"{d['uvicorn_http']}. Server CPU is user+system time of the server process (/proc) "
+        "per answered request; CPU shares are of one CPU over the load's wall time.",
+    ]
+    if "asgi" in d:
+        after.append(
+            f"`[ASGI, no socket]` rows call the apps in process with a fake receive/send "
+            f"({d['asgi']['calls']:,} calls each): the handlers' own cost, through the bench's "
+            "`Mount` and without it (as `modelwatch serve` runs the app)."
+        )
+    if "misses" in d:
+        m = d["misses"]
+        after.append(
+            f"Cache misses, one request at a time: {m['miss_filtered']['count']} distinct "
+            f"filtered queries (e.g. `{m['filtered_example']}`) took "
+            f"{m['miss_filtered']['median_ms']:.1f} ms median "
+            f"({m['miss_filtered']['max_ms']:.1f} ms max); {m['miss_full']['count']} full-body "
+            f"misses (distinct `as_of`, e.g. `{m['full_example']}`) "
+            f"{m['miss_full']['median_ms']:.1f} ms median, and "
+            f"{m['hit_again_full']['median_ms']:.2f} ms when repeated; a cache hit of the full "
+            f"body {m['hit']['median_ms']:.2f} ms median."
+        )
+    return [
+        f"Synthetic store: {db['models']} models x {db['polls']} polls (built in "
+        f"{db['seconds']:.1f} s). `GET /api/v1/models` answers {body['models']} models in "
+        f"{body['bytes'] / 1024:,.1f} KiB; `/static` holds the same bytes and headers (checked: "
+        f"{body['same_bytes_as_static']}), served by the same uvicorn process."
+    ], after
+
+
+def _sources(d: dict[str, Any]) -> Parts:
+    rows = []
+    for name, s in d["sources"].items():
+        if not s.get("available"):
+            rows.append([name, s["reason"], "", "", "", ""])
+            continue
+        st, p = s["store"], s["payload_bytes"]
+        rows.append(
+            [
+                name,
+                f"{s['snapshots']} ({s['first'][:10]} .. {s['last'][:10]})",
+                f"{number(p['raw_total'], 'B')} / {number(p['file_total'], 'B')}",
+                ", ".join(f"{k} {v}" for k, v in st["outcomes"].items()),
+                f"{st['quarantined_rows']:,}",
+                f"{st['seconds']:,.1f} s",
+            ]
+        )
+    head = ["history", "snapshots", "payloads raw / files", "outcomes", "quarantined", "replay"]
+    return [], [
+        _grid(head, rows),
+        "The store replays with `accept_mass_removal` (a recorded history is trusted), in a "
+        "fresh child process, so its peak RSS is its own (see memory.py).",
+    ]
+
+
+def _dlt(d: dict[str, Any]) -> Parts:
+    c, dl = d["config"], d["dlt"]
+    return [
+        f"The first load and {d['snapshots'] - 1} changed polls of the synthetic {c['models']}"
+        f"-model catalog (seed {c['seed']}, {d['payload_bytes_mean'] / 1024:,.0f} KiB per "
+        f"payload), loaded by dlt {dl['version']} (`merge`/`scd2` into DuckDB, "
+        '`primary_key="model_id"`, `boundary_timestamp` = poll time) and by `ingest`, in the '
+        f"same run. Both keep the same history: {d['same_history']} ({dl['versions']:,} "
+        f"versions, {dl['models_now']:,} models now)."
+    ], [
+        "dlt's time is `pipeline.run` alone (extract, normalise, load into DuckDB): the rows "
+        "are parsed and normalised beforehand, untimed; modelwatch's includes parsing, "
+        "normalising, the raw archive and the fetch log."
+    ]
+
+
+def _memory(d: dict[str, Any]) -> Parts:
+    kib = lambda v: number(v * 1024, "B") if v else "n/a"  # noqa: E731
+    rows = [
+        [
+            h["label"],
+            r["snapshots"],
+            number(r["peak_rss_bytes"], "B"),
+            kib(r["vm_hwm_kib"]["final"]),
+            kib(r["vm_rss_kib"]),
+            number(r["largest_payload_bytes"], "B"),
+            f"{r['summary']['models_now']:,}",
+            f"{r['summary']['versions']:,}",
+            number(r["bytes"], "B"),
+            f"{r['seconds']:,.1f} s",
+        ]
+        for h in d["histories"]
+        for r in h["runs"].values()
+    ]
+    head = ["history", "snapshots", "peak RSS (ru_maxrss)", "VmHWM", "RSS at the end"]
+    head += ["largest payload", "models now", "versions", "store file", "replay"]
+    return [
+        "Each replay runs in a fresh child process, into a fresh store, started by a launcher "
+        "that imports nothing, so the child's `ru_maxrss` (`RUSAGE_CHILDREN` of the launcher) "
+        "is its own; `VmHWM` is the child's own reading of the same peak. A real history's "
+        "catalog and payloads grow with it; the synthetic catalog keeps its size (about 1% of "
+        "its models change per snapshot), so only the history's length grows."
+    ], [_grid(head, rows)]
+
+
+TITLES = {
+    "ingest": "Ingest benchmark",
+    "query": "Query benchmark",
+    "serve": "Serve benchmark",
+    "sources": "Replay of real histories",
+    "dlt": "dlt scd2 baseline",
+    "memory": "Peak RSS of a replay, by history length",
+}
+PARTS: dict[str, Callable[[dict[str, Any]], Parts]] = {
+    "ingest": _ingest,
+    "query": _query,
+    "serve": _serve,
+    "sources": _sources,
+    "dlt": _dlt,
+    "memory": _memory,
+}
+
+
+def markdown(name: str, status: str, rows: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    """One bench's page: what was measured, its table, its details, the machine."""
+    before, after = PARTS[name](data) if status == "ok" else ([], [])
+    parts = [f"# {TITLES[name]}", *before, table(rows) if rows else "", *after]
+    parts += [f"{machine_line(data['machine'])} Run took {data['seconds']:.0f} s.", NOTE]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    tally = summary["met"]
+    lines = [
+        "# modelwatch benchmarks",
+        "",
+        f"`python -m bench` ({summary['preset']} sizes) at commit "
+        f"{summary['revision'] or 'unknown'}, {summary['generated_at']} UTC, "
+        f"{summary['elapsed_seconds'] / 60:,.1f} min. Targets met: {tally['met']} of "
+        f"{tally['targets']}.",
+        "",
+        machine_line(summary["machine"]),
+        "",
+        table(summary["headline"], bench_column=True),
+        "",
+        "| bench | status | time | details |",
+        "|---|---|---:|---|",
+    ]
+    for name, b in summary["benches"].items():
+        links = ", ".join(f"[{f}]({f})" for f in b["files"] if f.endswith(".md"))
+        details = "; ".join(p for p in (b["reason"].split("\n")[0], links) if p)
+        lines.append(f"| {name} | {b['status']} | {b['seconds']:,.0f} s | {details} |")
+    lines += ["", NOTE + " Peak RSS is measured in fresh child processes (see memory.md)."]
+    return "\n".join(lines) + "\n"

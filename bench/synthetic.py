@@ -21,148 +21,32 @@ SPACING = timedelta(minutes=5)
 # change kind -> weight, on a changed poll
 CHANGE_KINDS = (("price", 0.80), ("add", 0.08), ("remove", 0.07), ("description", 0.05))
 
-_VENDORS = (
-    "openai",
-    "anthropic",
-    "google",
-    "meta",
-    "mistral",
-    "deepseek",
-    "qwen",
-    "alicloud",
-    "zhipu",
-    "moonshot",
-    "xai",
-    "cohere",
-    "baidu",
-    "tencent",
-    "bytedance",
-    "minimax",
-    "stepfun",
-    "perplexity",
-    "ai21",
-    "nvidia",
-    "ibm",
-    "amazon",
-    "microsoft",
-    "01ai",
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_VENDORS = _words(
+    "openai anthropic google meta mistral deepseek qwen alicloud zhipu moonshot xai "
+    "cohere baidu tencent bytedance minimax stepfun perplexity ai21 nvidia ibm amazon "
+    "microsoft 01ai"
 )
-_FAMILIES = (
-    "gpt",
-    "claude",
-    "gemini",
-    "llama",
-    "mixtral",
-    "deepseek",
-    "qwen",
-    "glm",
-    "kimi",
-    "grok",
-    "command",
-    "ernie",
-    "hunyuan",
-    "doubao",
-    "abab",
-    "step",
-    "sonar",
-    "jamba",
-    "nemotron",
-    "granite",
-    "nova",
-    "phi",
-    "yi",
-    "flux",
-    "imagen",
-    "veo",
-    "whisper",
-    "tts",
+_FAMILIES = _words(
+    "gpt claude gemini llama mixtral deepseek qwen glm kimi grok command ernie hunyuan "
+    "doubao abab step sonar jamba nemotron granite nova phi yi flux imagen veo whisper "
+    "tts"
 )
-_VARIANTS = (
-    "mini",
-    "pro",
-    "flash",
-    "turbo",
-    "lite",
-    "max",
-    "plus",
-    "ultra",
-    "instruct",
-    "chat",
-    "vision",
-    "reasoner",
-    "coder",
-    "preview",
-    "latest",
-    "haiku",
-    "sonnet",
-    "opus",
-    "nano",
+_VARIANTS = _words(
+    "mini pro flash turbo lite max plus ultra instruct chat vision reasoner coder preview "
+    "latest haiku sonnet opus nano"
 )
-_WORDS = (
-    "a",
-    "fast",
-    "capable",
-    "multilingual",
-    "model",
-    "for",
-    "reasoning",
-    "coding",
-    "agents",
-    "with",
-    "long",
-    "context",
-    "and",
-    "tool",
-    "use",
-    "optimised",
-    "low",
-    "latency",
-    "tasks",
-    "high",
-    "quality",
-    "outputs",
-    "supports",
-    "structured",
-    "JSON",
-    "function",
-    "calling",
-    "image",
-    "understanding",
-    "across",
-    "domains",
-    "the",
-    "latest",
-    "release",
-    "of",
-    "its",
-    "family",
-    "balanced",
-    "cost",
-    "performance",
-    "enterprise",
-    "workloads",
-    "chat",
-    "math",
-    "science",
-    "analysis",
-    "retrieval",
-    "summarisation",
-    "translation",
-    "frontier",
-    "open",
-    "weights",
-    "instruction-tuned",
-    "distilled",
-    "efficient",
-    "deployment",
-    "in",
-    "production",
-    "多语言",
-    "推理",
-    "模型",
-    "长上下文",
-    "支持",
-    "工具调用",  # real catalogs carry non-ASCII text
+_WORDS = _words(  # real catalogs carry non-ASCII text
+    "a fast capable multilingual model for reasoning coding agents with long context and "
+    "tool use optimised low latency tasks high quality outputs supports structured JSON "
+    "function calling image understanding across domains the latest release of its family "
+    "balanced cost performance enterprise workloads chat math science analysis retrieval "
+    "summarisation translation frontier open weights instruction-tuned distilled "
+    "efficient deployment in production 多语言 推理 模型 长上下文 支持 工具调用"
 )
 # SPEC 1's documented sets (see schemas.record), with realistic frequencies
 _TYPES = (
@@ -174,15 +58,7 @@ _TYPES = (
     ("stt", 0.015),
     ("rerank", 0.015),
 )
-_FEATURES = (
-    "thinking",
-    "tools",
-    "function_calling",
-    "web",
-    "deepsearch",
-    "long_context",
-    "structured_outputs",
-)
+_FEATURES = _words("thinking tools function_calling web deepsearch long_context structured_outputs")
 _MODALITY_SETS = (
     ("text", 0.40),
     ("text,image", 0.25),

@@ -1,0 +1,197 @@
+"""Peak RSS of a replay, each in a fresh child process, and the memory bench.
+
+A replay runs in a child started by a launcher that imports nothing, so the child's
+`ru_maxrss` (`RUSAGE_CHILDREN` of the launcher) is its own: Linux carries a parent's
+high-water mark over fork+exec. The child also reads its own `VmHWM` (and `ru_maxrss`)
+at checkpoints. The sources bench replays its histories through `replay` too.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import ROOT, SHARED_DATA, SOURCE, Log, Result
+from bench.measure import at_most, db_bytes, fresh, jsonable, ms, ratio, stats
+from bench.report import row
+
+RSS_GROWTH = 1.1  # peak RSS after the larger replay / after the smaller one, at most
+_LAUNCHER = (
+    "import resource, subprocess, sys; "
+    "code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, flush=True); "
+    "sys.exit(code)"
+)
+_CHILD = "import sys; from bench.memory import child; child(sys.argv[1:])"
+
+
+def _status_kib(field: str) -> int | None:
+    """A `/proc/self/status` figure in KiB (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _marks() -> tuple[int, int | None]:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _status_kib("VmHWM")
+
+
+def child(argv: list[str]) -> None:
+    """Child process: replay a history into a fresh store; print its figures as JSON."""
+    spec = json.loads(argv[0])
+    db, snapshots, folder = Path(spec["db"]), spec["snapshots"], spec["folder"]
+    from bench.synthetic import catalog_history
+    from pipeline.ingest import ingest, payload_files, read_payload
+    from pipeline.store import Store
+
+    if folder is None:  # every poll changes about 1% of the models
+        history: Any = catalog_history(spec["models"], snapshots or 1, 0.01, 1.0, 0)
+        source, kind = SOURCE, None
+    else:
+        files = payload_files(Path(folder))[:snapshots]
+        history = ((at, read_payload(path)) for at, path in files)
+        source, kind = spec["source"], spec["source"]
+    rss, hwm = {}, {}
+    rss["start"], hwm["start"] = _marks()
+    times: list[float] = []
+    outcomes: dict[str, int] = {}
+    largest = quarantined = 0
+    started = time.perf_counter()
+    with Store.open(fresh(db)) as store:
+        for index, (fetched_at, body) in enumerate(history, start=1):
+            largest = max(largest, len(body))
+            t0 = time.perf_counter()
+            result = ingest(
+                store,
+                body,
+                source=source,
+                kind=kind,
+                fetched_at=fetched_at,
+                url=f"file:{index}",
+                accept_mass_removal=True,  # a recorded history is trusted
+            )
+            times.append(ms(t0))
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            quarantined += result.quarantined
+            if index in spec["checkpoints"]:
+                rss[f"after_{index}"], hwm[f"after_{index}"] = _marks()
+            del body
+        seconds = time.perf_counter() - started
+        summary = store.summary()
+    rss["final"], hwm["final"] = _marks()
+    figures = {
+        "snapshots": len(times),
+        "seconds": seconds,
+        "ms": stats(times),
+        "first_ms": times[0] if times else None,
+        "outcomes": dict(sorted(outcomes.items())),
+        "quarantined_rows": quarantined,
+        "rss_kib": rss,
+        "vm_hwm_kib": hwm,
+        "vm_rss_kib": _status_kib("VmRSS"),
+        "largest_payload_bytes": largest,
+        "summary": jsonable(summary),
+        **db_bytes(db),
+    }
+    print(json.dumps(figures), flush=True)
+
+
+def replay(
+    db: Path,
+    *,
+    source: str = "synthetic",
+    folder: Path | None = None,
+    snapshots: int | None = None,
+    models: int = 1000,
+    checkpoints: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """Replay `snapshots` snapshots (all when None) of a recorded folder, or of the
+    synthetic catalog, in a fresh child; its figures and its peak RSS in bytes."""
+    spec = {"db": str(db), "source": source, "snapshots": snapshots, "models": models}
+    spec |= {"folder": str(folder) if folder else None, "checkpoints": list(checkpoints)}
+    argv = [sys.executable, "-c", _CHILD, json.dumps(spec)]
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _LAUNCHER, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the replay child exited {proc.returncode}: {proc.stderr[-1500:]}")
+    *_, payload, maxrss = proc.stdout.strip().splitlines()
+    figures = json.loads(payload)
+    figures["ru_maxrss_kib"] = int(maxrss)  # KiB on Linux
+    figures["peak_rss_bytes"] = int(maxrss) * 1024
+    return figures
+
+
+def largest_history(source: str, root: Path) -> tuple[str, Path] | None:
+    """The recorded history with the most bytes (or the one named by `source`), if any."""
+    if source == "synthetic":
+        return None
+    names = ("openrouter", "litellm") if source == "auto" else (source,)
+    sizes = {
+        n: sum(p.stat().st_size for p in (root / n).glob("*.json*"))
+        for n in names
+        if (root / n).is_dir()
+    }
+    if not sizes or max(sizes.values()) == 0:
+        return None
+    name = max(sizes, key=lambda n: sizes[n])
+    return name, root / name
+
+
+def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
+    """Peak RSS of replaying 1, `small` and `large` snapshots, each in a fresh child: of the
+    largest recorded history (whose catalog and payloads grow), and of a synthetic one whose
+    catalog keeps its size (so only the history's length grows)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    small, large = params["snapshots"]
+    histories: list[tuple[str, str, Path | None]] = []
+    real = largest_history(params.get("source", "auto"), Path(params.get("root") or SHARED_DATA))
+    if real is not None:
+        histories.append((f"{real[0]} history", real[0], real[1]))
+    histories.append((f"synthetic {params['models']:,} models", "synthetic", None))
+    rows, measured = [], []
+    for label, source, folder in histories:
+        runs = {}
+        for n in (1, small, large):
+            log(f"  memory: {label}, {n} snapshot(s) in a child process")
+            db = fresh(workdir / f"rss-{n}.duckdb")
+            runs[n] = replay(db, source=source, folder=folder, snapshots=n, models=params["models"])
+        one, a, b = runs[1], runs[small], runs[large]
+        growth = ratio(b["peak_rss_bytes"], a["peak_rss_bytes"])
+        rows += [
+            row(
+                f"{label}: peak RSS replaying {a['snapshots']} snapshots",
+                a["peak_rss_bytes"],
+                "B",
+                one["peak_rss_bytes"],
+                "the first snapshot alone",
+                headline=True,
+            ),
+            row(
+                f"{label}: peak RSS replaying {b['snapshots']} snapshots",
+                b["peak_rss_bytes"],
+                "B",
+                a["peak_rss_bytes"],
+                f"{a['snapshots']} snapshots",
+                f"<= {RSS_GROWTH:g}x the {small}-snapshot peak",
+                at_most(growth, RSS_GROWTH),
+                headline=True,
+            ),
+        ]
+        measured.append(
+            {"label": label, "source": source, "folder": str(folder or ""), "runs": runs}
+        )
+    return Result("ok", rows, {"histories": jsonable(measured)})
