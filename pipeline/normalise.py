@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ _UPSTREAM = {
     "context_length": "context_length",
 }
 _KNOWN_KEYS = frozenset({"model_id", "pricing", *_UPSTREAM})
+_DIGITS = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 @dataclass
@@ -97,38 +99,71 @@ def _list(value: Any, name: str, reasons: list[str]) -> list[str]:
     return sorted(cleaned)
 
 
+# Counts are stored as BIGINT: a larger one is quarantined, not clamped or overflowed.
+INT64_MAX = 2**63 - 1
+# Numeric strings longer than this are not converted (int() refuses past 4300 digits).
+_MAX_NUMBER_TEXT = 100
+
+
+def _shown(value: Any) -> str:
+    """A value as quoted in a reason: its repr, cut to one short line (a number may have
+    hundreds of digits)."""
+    text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
+
+
 def _number(value: Any, name: str, reasons: list[str]) -> float | None:
-    """A JSON number or numeric string; booleans and other text are invalid."""
+    """A JSON number or numeric string; booleans, other text and numbers beyond a float
+    (1e400, 10**400) are invalid."""
     if value is None:
         return None
     if isinstance(value, bool):
         reasons.append(f"{name} must be a number, got boolean {value!r}")
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
+            if len(value) > _MAX_NUMBER_TEXT:
+                reasons.append(f"{name} must be a number, got text {_shown(value)}")
+                return None
             number = float(value.strip())
-        except ValueError:
-            reasons.append(f"{name} must be a number, got {value!r}"[:200])
+        else:
+            reasons.append(f"{name} must be a number, got {type(value).__name__}")
             return None
-    else:
-        reasons.append(f"{name} must be a number, got {type(value).__name__}")
+    except ValueError:
+        reasons.append(f"{name} must be a number, got {_shown(value)}")
         return None
+    except OverflowError:  # an int too large for a float
+        number = math.inf
     if math.isnan(number) or math.isinf(number):
-        reasons.append(f"{name} must be a finite number, got {value!r}")
+        reasons.append(f"{name} must be a finite number, got {_shown(value)}")
         return None
     return number
 
 
 def _count(value: Any, name: str, reasons: list[str]) -> int | None:
-    number = _number(value, name, reasons)
-    if number is None:
+    """A whole number of at most INT64_MAX; 0 means unknown."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value  # exact: no detour through float
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()) and len(value) <= 100:
+        count = int(value.strip())
+    else:
+        number = _number(value, name, reasons)
+        if number is None:
+            return None
+        if number != int(number):
+            reasons.append(f"{name} must be a whole number, got {_shown(value)}")
+            return None
+        count = int(number)
+    if count > INT64_MAX:
+        reasons.append(f"{name} must be at most {INT64_MAX}, got {_shown(value)}")
         return None
-    if number != int(number):
-        reasons.append(f"{name} must be a whole number, got {value!r}")
+    if count < -INT64_MAX:  # negative counts are the schema's to report; this one cannot be held
+        reasons.append(f"{name} must not be negative, got {_shown(value)}")
         return None
-    return int(number) or None  # 0 means unknown
+    return count or None  # 0 means unknown
 
 
 def normalise_item(item: Any, position: int, *, source: str) -> tuple[dict[str, Any], list[str]]:

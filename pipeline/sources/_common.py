@@ -24,12 +24,69 @@ OUTPUT_TYPES = {
 }
 
 
+# Limits on what a body may hold (SPEC 5): deeper nesting or a longer number literal
+# rejects the whole body. A catalog is a few levels deep; 10**400 (401 characters) is
+# still read, so that the normaliser can quarantine its row and say why.
+MAX_DEPTH = 64
+MAX_NUMBER_CHARS = 1000
+
+
+class _NumberTooLong(Exception):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _int(literal: str) -> int:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise _NumberTooLong(literal)
+    return int(literal)
+
+
+def _float(literal: str) -> float:
+    if len(literal) > MAX_NUMBER_CHARS:
+        raise _NumberTooLong(literal)
+    return float(literal)
+
+
 def parse_json(body: bytes) -> Any:
+    """A JSON body, or PayloadRejected (one line) when it is not JSON, nests deeper than
+    `MAX_DEPTH` or holds a number literal longer than `MAX_NUMBER_CHARS` characters."""
     try:
-        return json.loads(body)
+        doc = json.loads(body, parse_int=_int, parse_float=_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         start = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         raise PayloadRejected(f"body is not JSON ({exc.__class__.__name__}): {start!r}") from None
+    except RecursionError:
+        raise PayloadRejected(_too_deep()) from None
+    except _NumberTooLong as exc:
+        shown = exc.literal[:20] + "…"
+        raise PayloadRejected(
+            f"body holds a number of {len(exc.literal)} characters ({shown}); "
+            f"at most {MAX_NUMBER_CHARS} are read"
+        ) from None
+    except ValueError as exc:  # e.g. an int past Python's own digit limit, if lowered
+        raise PayloadRejected(f"body holds an unreadable value ({str(exc)[:100]})") from None
+    if _deeper_than(doc, MAX_DEPTH):
+        raise PayloadRejected(_too_deep())
+    return doc
+
+
+def _too_deep() -> str:
+    return f"body is nested deeper than {MAX_DEPTH} levels"
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
 
 
 def catalog_list(doc: Any) -> list[Any]:
