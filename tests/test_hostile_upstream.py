@@ -172,9 +172,18 @@ def test_slow_drip_headers_are_cut_at_the_time_budget(
     assert f"{BUDGET:g}s time budget ran out" in one_line(info.value)
 
 
-def test_time_budget_default_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert fetch_module.DEFAULT_MAX_TOTAL_SECONDS == 60.0
-    assert fetch_module.DEFAULT_MAX_BYTES == 64 * MB
+def test_limits_default_to_module_settings_read_at_each_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (fetch_module.DEFAULT_MAX_TOTAL_SECONDS, fetch_module.DEFAULT_MAX_BYTES) == (
+        60.0,
+        64 * MB,
+    )
+    monkeypatch.setattr(fetch_module, "DEFAULT_MAX_BYTES", 100)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=SUCCESS))
+    with httpx.Client(transport=transport) as c, pytest.raises(PayloadRejected) as info:
+        fetch_catalog("http://127.0.0.1:9/x", client=c, sleep=[].append)
+    assert one_line(info.value).startswith("body exceeds 100 bytes")
 
 
 def test_a_drip_that_finishes_within_the_budget_is_accepted(server: Hostile) -> None:
