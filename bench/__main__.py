@@ -3,25 +3,14 @@
     python -m bench [--quick] [--only ingest,query,...] [--set BENCH.KEY=VALUE ...]
                     [--out DIR] [--workdir DIR]
 
-runs, in this order (each in turn, on the same machine; a bench that fails or cannot run is
-reported, and the others still run):
-
-    ingest   the synthetic 1,000-model catalog x 1,000 polls (and the bundled AiHubMix
-             history), then 10,000 models x 200 polls (`bench.ingest`)
-    query    as-of queries on a synthetic year, and the CLI's cold start (`bench.query`)
-    serve    the served body against static bytes, requests/s (`bench.serve`)
-    sources  the full OpenRouter and LiteLLM histories, when present (`bench.sources`)
-    dlt      dlt's scd2 merge on the same snapshots, when dlt is installed
-             (`pip install "dlt[duckdb]"`, `bench.dlt_baseline`)
-    memory   peak RSS of replaying 1, 100 and 400 snapshots, each in a fresh child process
-             (`bench.memory`)
-
-and writes `<out>/summary.md` and `summary.json` (the headline figures, each against a
-baseline measured in the same run, with its target and whether it is met, and the
-machine), beside each bench's own `<name>.md` and `<name>.json`. `--quick` runs small
-sizes (a minute or two). `--set` changes one parameter of the plan, its value read as
-JSON when it parses (`--set ingest.synthetic='[{"models": 500, "polls": 200}]'`,
-`--set serve.load=httpx`). Times are never asserted.
+runs ingest, query, serve, sources, dlt and memory in turn (`BENCHES`; each module's
+docstring says what it measures; a bench that fails or cannot run is reported, and the
+others still run), and writes `<out>/summary.md` and `summary.json`: the headline figures,
+each against a baseline measured in the same run, with its target and whether it is met,
+and the machine; beside each bench's own `<name>.md` and `<name>.json`. `--quick` runs
+small sizes (a minute or two). `--set` changes one parameter of the plan, read as JSON when
+it parses (`--set ingest.synthetic='[{"models": 500, "polls": 200}]'`, `--set
+serve.load=httpx`). Times are never asserted.
 """
 
 from __future__ import annotations
@@ -44,22 +33,15 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 BENCHES = ("ingest", "query", "serve", "sources", "dlt", "memory")
 MODULES = {"dlt": "dlt_baseline"}  # a bench's module, when not named after it
 
+QUERY = ("models", "days", "polls_per_day", "changes_per_day", "repeats", "changes_repeats")
+QUERY += ("naive_changes_repeats", "cli_runs")
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "ingest": {
             "synthetic": [{"models": 1000, "polls": 1000}, {"models": 10000, "polls": 200}],
             "bundled": True,
         },
-        "query": {
-            "models": 1000,
-            "days": 365,
-            "polls_per_day": 288,
-            "changes_per_day": 3,
-            "repeats": 200,
-            "changes_repeats": 50,
-            "naive_changes_repeats": 10,
-            "cli_runs": 10,
-        },
+        "query": dict(zip(QUERY, (1000, 365, 288, 3, 200, 50, 10, 10), strict=True)),
         "serve": {"models": 1000, "duration": 5.0, "connections": 32, "rounds": 3},
         "sources": {"limit": None},
         "dlt": {"models": 1000, "snapshots": 30},
@@ -70,23 +52,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "synthetic": [{"models": 200, "polls": 200}, {"models": 2000, "polls": 20}],
             "bundled": True,
         },
-        "query": {
-            "models": 200,
-            "days": 30,
-            "polls_per_day": 96,
-            "changes_per_day": 3,
-            "repeats": 50,
-            "changes_repeats": 10,
-            "naive_changes_repeats": 3,
-            "cli_runs": 3,
-        },
-        "serve": {
-            "models": 1000,
-            "duration": 1.0,
-            "connections": 16,
-            "max_requests": 50_000,
-            "rounds": 1,
-        },
+        "query": dict(zip(QUERY, (200, 30, 96, 3, 50, 10, 3, 3), strict=True)),
+        "serve": {"models": 1000, "duration": 1.0, "connections": 16, "rounds": 1},
         "sources": {"limit": 30},
         "dlt": {"models": 1000, "snapshots": 5},
         "memory": {"source": "auto", "models": 200, "snapshots": [25, 100]},

@@ -1,22 +1,13 @@
 """Baseline: dlt's `scd2` merge into DuckDB, against `ingest`, on the same snapshots.
 
-What a user might pick instead of modelwatch: load each poll's rows with dlt
-(`write_disposition={"disposition": "merge", "strategy": "scd2"}`), which keeps a type-2
-history keyed by a hash of each row. Both sides get the same snapshots of the synthetic
-1,000-model catalog (its first N changed polls, after the first load), in one run:
-
-    dlt         `pipeline.run` of the snapshot's normalised rows (`normalise_items(...).frame`:
-                the list columns joined to strings, `position` and `row_hash` dropped so a
-                row changes only when its values do, column types from `schemas.record`),
-                timed per snapshot; parsing and normalising are done beforehand, untimed,
-                which flatters dlt
-    modelwatch  `ingest` of the same payload bytes (parse, normalise, archive, apply)
-
-Each scd2 load sets `boundary_timestamp` to the poll's time, and `primary_key="model_id"`;
-no `merge_key`, so a model absent from a snapshot is retired, as in modelwatch (with a
-`merge_key`, dlt only retires rows whose key is in the load). dlt is an optional bench-only
-dependency: `pip install "dlt[duckdb]"`. Its pipelines folder, data folder and DuckDB file
-live in the work folder; telemetry is off.
+What a user might pick instead of modelwatch. Both get the first load and the next N
+changed polls of the synthetic catalog, in one run: dlt's `pipeline.run` of each
+snapshot's normalised rows (list columns joined, `position` and `row_hash` dropped so a
+row changes only when its values do, types from `schemas.record`; parsed and normalised
+beforehand, untimed, which flatters dlt), with `boundary_timestamp` = the poll's time and
+`primary_key="model_id"` (no `merge_key`: an absent model is retired, as in modelwatch);
+and `ingest` of the same bytes. dlt is optional: `pip install "dlt[duckdb]"`; its
+folders live in the work folder, telemetry off.
 """
 
 from __future__ import annotations
@@ -40,7 +31,7 @@ import polars as pl
 from bench import SOURCE, Log, Result
 from bench import measure as m
 from bench.ingest import measure_store
-from bench.report import row, version
+from bench.report import prefixed, row, version
 from bench.synthetic import catalog_history
 from pipeline.normalise import normalise_items
 from schemas.record import FIELDS, LIST_COLUMNS
@@ -177,55 +168,44 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
         "payload_bytes_mean": sum(len(b) for _, b in history) / len(history),
         "modelwatch": mw,
         "dlt": dl,
+        "versions": mw["summary"]["versions"],
         "same_history": (dl["versions"], dl["models_now"])
         == (mw["summary"]["versions"], mw["summary"]["models_now"]),
     }
-    a, b = dl["changed_ms"]["median"], dl["prepare_ms"]["median"]
-    with_prepare = None if a is None or b is None else a + b
-    n = dl["changed_ms"]["count"]
+    changed, base = dl["changed_ms"], mw["changed_ms"]
+    prepare = dl["prepare_ms"]["median"]
+    r = prefixed("dlt scd2")
     return Result(
         "ok",
         [
-            row(
-                f"dlt scd2 `pipeline.run`, ms per changed snapshot, median ({n})",
-                dl["changed_ms"]["median"],
+            r(
+                f" `pipeline.run`, ms per changed snapshot, median ({changed['count']})",
+                changed["median"],
                 "ms",
-                mw["changed_ms"]["median"],
+                base["median"],
                 "modelwatch `ingest`, median",
                 f">= {TARGET_RATIO:g}x modelwatch",
-                m.at_least(
-                    m.ratio(dl["changed_ms"]["median"], mw["changed_ms"]["median"]), TARGET_RATIO
-                ),
+                m.at_least(m.ratio(changed["median"], base["median"]), TARGET_RATIO),
                 headline=True,
             ),
-            row(
-                "dlt scd2, p95",
-                dl["changed_ms"]["p95"],
+            r(", p95", changed["p95"], "ms", base["p95"], "modelwatch, p95"),
+            r(
+                " incl. parse + normalise (untimed above), median",
+                None
+                if changed["median"] is None or prepare is None
+                else changed["median"] + prepare,
                 "ms",
-                mw["changed_ms"]["p95"],
-                "modelwatch, p95",
-            ),
-            row(
-                "dlt scd2 incl. parse + normalise (untimed above), median",
-                with_prepare,
-                "ms",
-                mw["changed_ms"]["median"],
+                base["median"],
                 "modelwatch, median",
             ),
-            row(
-                "dlt scd2, first load",
-                dl["first_ms"],
-                "ms",
-                mw["initial_ms"],
-                "modelwatch, first load",
-            ),
+            r(", first load", dl["first_ms"], "ms", mw["initial_ms"], "modelwatch, first load"),
             row("dlt DuckDB file", dl["bytes"], "B", mw["bytes"], "modelwatch store file"),
             row(
                 "model versions stored (dlt rows)",
                 dl["versions"],
                 "rows",
-                mw["summary"]["versions"],
-                "modelwatch model_versions",
+                d["versions"],
+                "modelwatch",
             ),
         ],
         d,

@@ -1,14 +1,9 @@
 """The ingest bench: store time per poll and store bytes, against same-run baselines.
 
-For the synthetic catalog (each size of `params["synthetic"]`) and the bundled AiHubMix
-history it measures, in one process:
-
-    store       `ingest` of every poll into a fresh DuckDB file: ms per changed poll
-                (outcome `new`), ms per unchanged poll, and the file's bytes after CHECKPOINT
-    json floor  `json.loads` of every payload: the least any ingest of the body can cost
-    naive       every row of every snapshot appended to one DuckDB table
-    git         each distinct payload committed as `catalog.json`, then
-                `git gc --aggressive --prune=now`: the bytes of the pack
+For each synthetic size of `params["synthetic"]` (and the bundled AiHubMix history): every
+poll `ingest`ed into a fresh store (ms per changed poll, per unchanged poll, the file's
+bytes), against `json.loads` of each payload (the floor), a naive append-everything table,
+and each distinct payload committed to git and packed by `git gc --aggressive`.
 """
 
 from __future__ import annotations
@@ -65,13 +60,12 @@ def measure_store(history: History, path: Path, *, accept_mass_removal: bool) ->
 
 
 def measure_history(
-    name: str, history: History, workdir: Path, *, accept_mass_removal: bool = False
+    name: str, history: History, workdir: Path, *, trust: bool = False
 ) -> dict[str, Any]:
+    """`history` into a fresh store (`trust`: mass removals accepted) and its baselines."""
     workdir.mkdir(parents=True, exist_ok=True)
     sizes = [len(body) for _, body in history]
-    store = measure_store(
-        history, workdir / f"{name}-store.duckdb", accept_mass_removal=accept_mass_removal
-    )
+    store = measure_store(history, workdir / f"{name}-store.duckdb", accept_mass_removal=trust)
     return {
         "polls": len(history),
         "distinct_payloads": len(set(b for _, b in history)),
@@ -156,28 +150,20 @@ def rows(label: str, h: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
     """Each synthetic size of `params["synthetic"]`, and the bundled history once."""
-    shape = {k: params.get(k, v) for k, v in (("change_rate", 0.01), ("seed", 0))}
-    shape["changed_poll_share"] = params.get("changed_poll_share", 0.3)
+    shape = {"change_rate": 0.01, "changed_poll_share": 0.3, "seed": 0}
+    shape |= {k: v for k, v in params.items() if k in shape}
     runs, table = [], []
     for index, size in enumerate(params["synthetic"]):
         config = {**size, **shape}
         label = f"synthetic {size['models']:,} models x {size['polls']:,} polls"
         log(f"  ingest: {label}")
-        history = list(
-            catalog_history(
-                size["models"],
-                size["polls"],
-                shape["change_rate"],
-                shape["changed_poll_share"],
-                shape["seed"],
-            )
-        )
+        history = list(catalog_history(size["models"], size["polls"], *shape.values()))
         measured = {"config": config, "synthetic": measure_history("synthetic", history, workdir)}
         table += rows(label, measured["synthetic"])
         if params.get("bundled") and index == 0:
             log("  ingest: the bundled AiHubMix history")
             bundled = [(at, read_payload(path)) for at, path in payload_files(BUNDLED_DIR)]
-            h = measure_history("bundled", bundled, workdir, accept_mass_removal=True)
+            h = measure_history("bundled", bundled, workdir, trust=True)
             measured["bundled"] = h
             table += rows(f"bundled AiHubMix ({h['polls']} payloads)", h)
         runs.append(measured)

@@ -38,6 +38,12 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return fn(*args, **kwargs), ms(t0)
 
 
+async def timed_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """`await fn(*args, **kwargs)` and the milliseconds it took."""
+    t0 = time.perf_counter()
+    return await fn(*args, **kwargs), ms(t0)
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile; None for no values."""
     if not values:

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import ROOT, SHARED_DATA, SOURCE, Log, Result
 from bench.measure import at_most, db_bytes, fresh, jsonable, ms, ratio, stats
-from bench.report import row
+from bench.report import prefixed
 
 RSS_GROWTH = 1.1  # peak RSS after the larger replay / after the smaller one, at most
 _LAUNCHER = (
@@ -140,15 +140,8 @@ def largest_history(source: str, root: Path) -> tuple[str, Path] | None:
     if source == "synthetic":
         return None
     names = ("openrouter", "litellm") if source == "auto" else (source,)
-    sizes = {
-        n: sum(p.stat().st_size for p in (root / n).glob("*.json*"))
-        for n in names
-        if (root / n).is_dir()
-    }
-    if not sizes or max(sizes.values()) == 0:
-        return None
-    name = max(sizes, key=lambda n: sizes[n])
-    return name, root / name
+    sizes = {sum(p.stat().st_size for p in (root / n).glob("*.json*")): n for n in names}
+    return (sizes[max(sizes)], root / sizes[max(sizes)]) if max(sizes) > 0 else None
 
 
 def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
@@ -171,17 +164,18 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
             runs[n] = replay(db, source=source, folder=folder, snapshots=n, models=params["models"])
         one, a, b = runs[1], runs[small], runs[large]
         growth = ratio(b["peak_rss_bytes"], a["peak_rss_bytes"])
+        r = prefixed(f"{label}: peak RSS replaying ")
         rows += [
-            row(
-                f"{label}: peak RSS replaying {a['snapshots']} snapshots",
+            r(
+                f"{a['snapshots']} snapshots",
                 a["peak_rss_bytes"],
                 "B",
                 one["peak_rss_bytes"],
                 "the first snapshot alone",
                 headline=True,
             ),
-            row(
-                f"{label}: peak RSS replaying {b['snapshots']} snapshots",
+            r(
+                f"{b['snapshots']} snapshots",
                 b["peak_rss_bytes"],
                 "B",
                 a["peak_rss_bytes"],

@@ -195,32 +195,24 @@ def _ingest(d: dict[str, Any]) -> Parts:
     before, after = [], []
     for r in d["runs"]:
         c, s = r["config"], r["synthetic"]
-        text = (
+        before.append(
             f"Synthetic: {c['models']:,} models x {c['polls']:,} polls (5 min apart), "
             f"~{c['change_rate']:.0%} of models changing on {c['changed_poll_share']:.0%} of "
             f"polls, seed {c['seed']}: {s['distinct_payloads']} distinct payloads, "
             f"{s['payload_bytes']['mean'] / 1024:,.0f} KiB each on average."
         )
-        if "bundled" in r:
-            b = r["bundled"]
-            text += (
-                f" Bundled: {b['polls']} recorded AiHubMix payloads "
-                f"({b['payload_bytes']['mean'] / 1024:,.1f} KiB on average)."
-            )
-        before.append(text)
-        for key in ("synthetic", "bundled"):
-            if key not in r:
-                continue
-            st = r[key]["store"]
-            parts = ", ".join(
+        label = {"synthetic": f"synthetic {c['models']:,} x {c['polls']:,}", "bundled": "bundled"}
+        for name, h in ((label[k], v) for k, v in r.items() if k in label):
+            st = h["store"]
+            tables = ", ".join(
                 f"{t} {v['rows']:,} rows / {v['blocks']} blocks" for t, v in st["tables"].items()
             )
             after.append(
-                f"- {key} {c['models']:,} x {c['polls']:,} store: file {number(st['bytes'], 'B')}"
-                f", in use {number(st['used_bytes'], 'B')} ({st['block_size'] // 1024} KiB "
-                f"blocks); raw archive {number(st['summary']['raw_stored_bytes'], 'B')}; {parts}"
+                f"- {name} ({h['polls']} polls): file {number(st['bytes'], 'B')}, in use "
+                f"{number(st['used_bytes'], 'B')} ({st['block_size'] // 1024} KiB blocks); raw "
+                f"archive {number(st['summary']['raw_stored_bytes'], 'B')}; {tables}"
             )
-    return before, ["Where the store's bytes go:\n\n" + "\n".join(after)]
+    return before, ["Where each store's bytes go:\n\n" + "\n".join(after)]
 
 
 def _query(d: dict[str, Any]) -> Parts:
@@ -252,19 +244,12 @@ def _serve(d: dict[str, Any]) -> Parts:
             f"connection each, {c['duration']:g} s or {c['max_requests']:,} requests, whichever "
             "comes first, after one untimed request each)"
         )
-    f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
+    cells = (("rps", ",.0f", ""), ("p50_ms", ".2f", " ms"), ("p99_ms", ".2f", " ms"))
+    cells += (("server_cpu_us_per_request", ",.0f", " us"), ("server_cpu_share", ".0%", ""))
+    cells += (("client_cpu_share", ".0%", ""),)
     scenarios = [
-        [
-            f"{name} `{s['path']}`",
-            f"{s['requests']:,}",
-            s["errors"],
-            f(s["rps"], ",.0f"),
-            f"{f(s['p50_ms'], '.2f')} ms",
-            f"{f(s['p99_ms'], '.2f')} ms",
-            f"{f(s['server_cpu_us_per_request'], ',.0f')} us",
-            f(s["server_cpu_share"], ".0%"),
-            f(s["client_cpu_share"], ".0%"),
-        ]
+        [f"{name} `{s['path']}`", f"{s['requests']:,}", s["errors"]]
+        + ["n/a" if s[k] is None else format(s[k], fmt) + unit for k, fmt, unit in cells]
         for name, s in d["scenarios"].items()
     ]
     head = ["scenario", "requests", "errors", "req/s", "p50", "p99", "server CPU/req"]
@@ -280,18 +265,6 @@ def _serve(d: dict[str, Any]) -> Parts:
             f"`[ASGI, no socket]` rows call the apps in process with a fake receive/send "
             f"({d['asgi']['calls']:,} calls each): the handlers' own cost, through the bench's "
             "`Mount` and without it (as `modelwatch serve` runs the app)."
-        )
-    if "misses" in d:
-        m = d["misses"]
-        after.append(
-            f"Cache misses, one request at a time: {m['miss_filtered']['count']} distinct "
-            f"filtered queries (e.g. `{m['filtered_example']}`) took "
-            f"{m['miss_filtered']['median_ms']:.1f} ms median "
-            f"({m['miss_filtered']['max_ms']:.1f} ms max); {m['miss_full']['count']} full-body "
-            f"misses (distinct `as_of`, e.g. `{m['full_example']}`) "
-            f"{m['miss_full']['median_ms']:.1f} ms median, and "
-            f"{m['hit_again_full']['median_ms']:.2f} ms when repeated; a cache hit of the full "
-            f"body {m['hit']['median_ms']:.2f} ms median."
         )
     return [
         f"Synthetic store: {db['models']} models x {db['polls']} polls (built in "

@@ -1,23 +1,13 @@
 """The serve bench (issue 4): the served mirror's throughput against static bytes.
 
-One uvicorn process (the settings of `modelwatch serve`: `access_log=False`,
-`log_level="warning"`) serves a bench-only Starlette app that mounts the modelwatch app at
-`/` and adds two static routes holding the exact bytes and headers of a `/api/v1/models`
-answer, fetched once at start:
-
-    dynamic 200   GET /api/v1/models                       full body, a cache hit
-    dynamic 304   GET /api/v1/models  If-None-Match: etag  the same, revalidated
-    static 200    GET /static          the same bytes and headers as a plain `Response`
-    static 304    GET /static-304      a plain 304 with the same headers
-
-Each scenario is loaded in turn against the same server, by `wrk` when it is on PATH, else
-by the bench's own client (an async httpx loop: N clients for a fixed time and at most a
-fixed number of requests); `load: wrk` without wrk skips the bench and says why. Nothing is
-installed. Cache misses (distinct parameters, one request at a time) are measured after the
-load, against one-at-a-time cache hits; the handlers' own cost is timed in process (fake
-ASGI receive/send, no socket), with and without the bench's `Mount`. The load generator
-shares the machine with the server, so the server's CPU time per request (/proc) is
-reported beside the rates.
+One uvicorn process (the settings of `modelwatch serve`) serves the modelwatch app mounted
+at `/`, beside two static routes holding the exact bytes and headers of its
+`/api/v1/models` answer. Four scenarios (`SCENARIOS`: the full body and its 304, each
+dynamic and static) are loaded in turn by `wrk` when it is on PATH, else by the bench's
+own client (an async httpx loop); `load: wrk` without wrk skips the bench and says why.
+Nothing is installed. Then cache misses against hits, one request at a time, and the
+handlers' own cost in process (fake ASGI receive/send, no socket). The server's CPU time
+per request (/proc) is reported beside the rates: the client shares the machine.
 """
 
 from __future__ import annotations
@@ -36,7 +26,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,8 +34,9 @@ import httpx
 
 from bench import ROOT, SOURCE, Log, Result
 from bench import measure as m
-from bench.report import row
-from pipeline.ingest import ingest
+from bench.ingest import measure_store
+from bench.report import prefixed, row
+from bench.synthetic import catalog_history
 
 API = "/api/v1/models"
 TARGET_RATIO = 0.8  # dynamic / static requests per second, for repeated requests
@@ -64,25 +54,12 @@ NO_WRK = "wrk is not on PATH"
 
 
 # -- the database --------------------------------------------------------------------------
-def build_db(path: Path, models: int, *, polls: int = 3, seed: int = 0) -> dict[str, Any]:
+def build_db(path: Path, models: int, *, polls: int = 3) -> dict[str, Any]:
     """A fresh store of `polls` synthetic polls of `models` models; closed on return."""
-    from bench.synthetic import catalog_history
-    from pipeline.store import Store
-
-    started = time.perf_counter()
-    last: datetime | None = None
-    with Store.open(m.fresh(path)) as store:
-        for at, body in catalog_history(n_models=models, polls=polls, seed=seed):
-            ingest(store, body, source=SOURCE, fetched_at=at, accept_mass_removal=True)
-            last = at
-    seconds = time.perf_counter() - started
-    return {
-        "path": str(path),
-        "models": models,
-        "polls": polls,
-        "last_poll": last,
-        "seconds": seconds,
-    }
+    history = list(catalog_history(n_models=models, polls=polls))
+    store = measure_store(history, path, accept_mass_removal=True)
+    last = history[-1][0]
+    return {"path": str(path), "models": models, "polls": polls, "last_poll": last, **store}
 
 
 # -- the server (runs in a child process) --------------------------------------------------
@@ -418,64 +395,29 @@ def measure(server: Server, body: dict[str, Any], c: dict[str, Any]) -> dict[str
     }
 
 
-async def _sequential(base: str, paths: Sequence[str]) -> list[dict[str, Any]]:
-    """One request at a time on one connection: latency (ms) and status of each path."""
-    out = []
-    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
-        await client.get("/healthz")  # open the connection
-        for path in paths:
-            t0 = time.perf_counter()
-            response = await client.get(path)
-            out.append(
-                {
-                    "path": path,
-                    "ms": (time.perf_counter() - t0) * 1000,
-                    "status": response.status_code,
-                    "bytes": len(response.content),
-                }
-            )
-    return out
-
-
 def measure_misses(server: Server, last_poll: datetime | None, hits: int = 20) -> dict[str, Any]:
-    """Cache misses (distinct parameters) against cache hits, one request at a time."""
+    """Cache misses (distinct parameters) against cache hits, one request at a time on one
+    connection: each kind's median and max ms, and the statuses."""
     filtered = [f"{API}?type=llm&sort_by=model_ratio&model={family}" for family in MISS_FAMILIES]
     at = (last_poll or datetime(2025, 1, 1)).replace(tzinfo=UTC)
     # distinct instants after the last poll: the full catalog, each a new cache key
-    full = [
-        f"{API}?as_of={(at + timedelta(seconds=i + 1)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        for i in range(5)
-    ]
-    hit_runs = asyncio.run(_sequential(server.base, [API] * hits))
-    filtered_runs = asyncio.run(_sequential(server.base, filtered))
-    full_runs = asyncio.run(_sequential(server.base, full))
-    again = asyncio.run(_sequential(server.base, full))  # the same keys again: now hits
+    full = [f"{API}?as_of={at + timedelta(seconds=i + 1):%Y-%m-%dT%H:%M:%SZ}" for i in range(5)]
+    kinds = {"hit": [API] * hits, "miss_filtered": filtered, "miss_full": full}
+    kinds["hit_again_full"] = full  # the same keys again: now hits
 
-    def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-        ms = [r["ms"] for r in runs]
-        return {
-            "count": len(ms),
-            "median_ms": m.median(ms),
-            "max_ms": max(ms),
-            "statuses": sorted({r["status"] for r in runs}),
-            "bytes_median": m.median(r["bytes"] for r in runs),
-        }
+    async def sequential() -> dict[str, Any]:
+        out = {}
+        async with httpx.AsyncClient(base_url=server.base, timeout=30.0) as client:
+            await client.get("/healthz")  # open the connection
+            for kind, paths in kinds.items():
+                timed = [await m.timed_async(client.get, path) for path in paths]
+                ms = [t for _, t in timed]
+                statuses = sorted({r.status_code for r, _ in timed})
+                out[kind] = {"count": len(ms), "median_ms": m.median(ms), "max_ms": max(ms)}
+                out[kind]["statuses"] = statuses
+        return out
 
-    result = {
-        "hit": summary(hit_runs),
-        "miss_filtered": summary(filtered_runs),
-        "miss_full": summary(full_runs),
-        "hit_again_full": summary(again),
-        "filtered_example": filtered[0],
-        "full_example": full[0],
-    }
-    result["ratios"] = {
-        "miss_filtered_vs_hit": m.ratio(
-            result["miss_filtered"]["median_ms"], result["hit"]["median_ms"]
-        ),
-        "miss_full_vs_hit": m.ratio(result["miss_full"]["median_ms"], result["hit"]["median_ms"]),
-    }
-    return result
+    return {**asyncio.run(sequential()), "filtered_example": filtered[0], "full_example": full[0]}
 
 
 def asgi_costs(db: Path, etag: str, *, calls: int = 2000) -> dict[str, Any]:
@@ -496,21 +438,10 @@ def asgi_costs(db: Path, etag: str, *, calls: int = 2000) -> dict[str, Any]:
         headers = [(b"host", b"127.0.0.1"), (b"accept", b"*/*")]
         if inm:
             headers.append((b"if-none-match", inm.encode()))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1"}
+        scope |= {"method": "GET", "scheme": "http", "path": path, "raw_path": path.encode()}
+        scope |= {"query_string": b"", "root_path": "", "headers": headers, "state": {}}
+        scope |= {"client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
         seen: list[int] = []
 
         async def receive() -> dict[str, Any]:
@@ -539,55 +470,44 @@ def asgi_costs(db: Path, etag: str, *, calls: int = 2000) -> dict[str, Any]:
 
 # -- the run -------------------------------------------------------------------------------
 def rows(d: dict[str, Any]) -> list[dict[str, Any]]:
-    s, g, body = d["scenarios"], d["generator"], d["body"]
-    cpu = "server_cpu_us_per_request"
+    s, body, r = d["scenarios"], d["body"], prefixed(f"[{d['generator']}] ")
+    rps = {name: scenario["rps"] for name, scenario in s.items()}
+    cpu = {name: scenario["server_cpu_us_per_request"] for name, scenario in s.items()}
     out = [
-        row(
-            f"[{g}] full {body['models']:,}-model body ({body['bytes'] / 1024:,.0f} KiB), "
-            "repeated (cache hit)",
-            s["dynamic 200"]["rps"],
+        r(
+            f"full {body['models']:,}-model body ({body['bytes'] / 1024:,.0f} KiB), repeated "
+            "(cache hit)",
+            rps["dynamic 200"],
             "req/s",
-            s["static 200"]["rps"],
+            rps["static 200"],
             "/static, same bytes",
             f">= {TARGET_RATIO:g}x static",
-            m.at_least(m.ratio(s["dynamic 200"]["rps"], s["static 200"]["rps"]), TARGET_RATIO),
+            m.at_least(m.ratio(rps["dynamic 200"], rps["static 200"]), TARGET_RATIO),
             headline=True,
         ),
-        row(
-            f"[{g}] 304 (If-None-Match: its ETag)",
-            s["dynamic 304"]["rps"],
+        r(
+            "304 (If-None-Match: its ETag)",
+            rps["dynamic 304"],
             "req/s",
-            s["static 200"]["rps"],
-            "/static, same bytes",
-        ),
-        row(
-            f"[{g}] 304 vs a static 304",
-            s["dynamic 304"]["rps"],
-            "req/s",
-            s["static 304"]["rps"],
-            "/static-304",
-        ),
-        row(
-            f"[{g}] server CPU per full body",
-            s["dynamic 200"][cpu],
-            "us/req",
-            s["static 200"][cpu],
+            rps["static 200"],
             "/static",
         ),
-        row(
-            f"[{g}] server CPU per 304",
-            s["dynamic 304"][cpu],
-            "us/req",
-            s["static 304"][cpu],
-            "/static-304",
-        ),
+        r("304 vs a static 304", rps["dynamic 304"], "req/s", rps["static 304"], "/static-304"),
+        r("server CPU per full body", cpu["dynamic 200"], "us/req", cpu["static 200"], "/static"),
+        r("server CPU per 304", cpu["dynamic 304"], "us/req", cpu["static 304"], "/static-304"),
     ]
-    for status in (200, 304):
-        for how in ("app alone", "via mount") if "asgi" in d else ():
-            us = d["asgi"]["us_per_call"]
+    us = d.get("asgi", {}).get("us_per_call", {})
+    for status, how in [
+        (200, "app alone"),
+        (200, "via mount"),
+        (304, "app alone"),
+        (304, "via mount"),
+    ]:
+        if us:
+            figure = f"[ASGI, no socket] dynamic {status} handler ({how})"
             out.append(
                 row(
-                    f"[ASGI, no socket] dynamic {status} handler ({how})",
+                    figure,
                     us[f"dynamic {status} ({how})"],
                     "us/call",
                     us[f"static {status}"],
@@ -596,22 +516,21 @@ def rows(d: dict[str, Any]) -> list[dict[str, Any]]:
             )
     if "misses" in d:
         mm, hit = d["misses"], "cache hit, full body, one at a time"
-        out += [
-            row(
-                "cache miss, filtered+sorted (distinct model=), median",
-                mm["miss_filtered"]["median_ms"],
-                "ms",
-                mm["hit"]["median_ms"],
-                hit,
-            ),
-            row(
-                "cache miss, full body (distinct as_of), median",
-                mm["miss_full"]["median_ms"],
-                "ms",
-                mm["hit"]["median_ms"],
-                hit,
-            ),
-        ]
+        again = "full-body miss repeated: now a cache hit, median"
+        out.append(row(again, mm["hit_again_full"]["median_ms"], "ms", mm["hit"]["median_ms"], hit))
+        for kind, what in (
+            ("filtered", "filtered+sorted (distinct model=)"),
+            ("full", "full body (distinct as_of)"),
+        ):
+            out.append(
+                row(
+                    f"cache miss, {what}, median",
+                    mm[f"miss_{kind}"]["median_ms"],
+                    "ms",
+                    mm["hit"]["median_ms"],
+                    hit,
+                )
+            )
     return out
 
 
@@ -645,7 +564,9 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
     c |= params
     wrk = shutil.which("wrk")
     if c["load"] == "wrk" and wrk is None:
-        return Result("skipped", reason=f"{NO_WRK} (load: wrk); `load: auto` uses the own client")
+        return Result(
+            "skipped", reason=f"{NO_WRK} (load: wrk); load: auto measures with own client"
+        )
     generator = "wrk" if wrk and c["load"] in ("auto", "wrk") else "httpx"
     note = f"{NO_WRK}: measured with the bench's own httpx client" if wrk is None else ""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,8 @@
 """The sources bench (issue 7): replay of the recorded OpenRouter and LiteLLM histories
-(400 snapshots each in the shared data folder), against the same baselines as the ingest
-bench, in one run:
-
-    store   `ingest` of every snapshot (kind = the source, mass removals accepted: a
-            recorded history is trusted) into a fresh DuckDB file, in a fresh child process
-            (`bench.memory.replay`) so its peak RSS is its own: ms per snapshot, the
-            file's bytes, model versions, peak RSS after 100 and 400 snapshots
-    json    `json.loads` of every payload: the floor of any ingest
-    naive   every normalised row of every snapshot appended to one DuckDB table
-    git     the same payloads committed one by one, then `git gc --aggressive`: the pack
+(400 snapshots each in the shared data folder) against the ingest bench's baselines: the
+`json.loads` floor, a naive append-everything table, and a `git gc --aggressive` pack.
+The replay runs in a fresh child process (`bench.memory.replay`), so its peak RSS, after
+100 and 400 snapshots, is its own. A missing history is reported, not measured.
 """
 
 from __future__ import annotations
