@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pipeline.fetch import FetchResponse
 
 PAYLOAD_SUFFIXES = (".json", ".json.gz")
+MAX_FRESH_SECONDS = 86_400  # the longest an upstream's max-age can put off the next poll
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,8 @@ def plan_fetch(
     target = url or spec.default_url
     last = store.last_fetch(source, target)
     started = now()
-    if last and last.max_age and not force:
-        fresh_until = last.fetched_at + timedelta(seconds=last.max_age)
+    if last and last.max_age and not force:  # an upstream may not put us off for days
+        fresh_until = last.fetched_at + timedelta(seconds=min(last.max_age, MAX_FRESH_SECONDS))
         if started < fresh_until:
             return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
     etag = last.etag if last and not force else None
@@ -148,6 +149,7 @@ def snapshot(
     client: httpx.Client | None = None,
     token: str | None = None,
     max_attempts: int = 4,
+    timeout: float | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> IngestResult | Skipped:
     """Fetch a source once with a conditional GET and store what came back.
@@ -160,7 +162,9 @@ def snapshot(
     if token:
         store.mark_private(source, plan.started)
     try:
-        response = fetch(plan, client=client, token=token, max_attempts=max_attempts)
+        response = fetch(
+            plan, client=client, token=token, max_attempts=max_attempts, timeout=timeout
+        )
     except FetchError as exc:
         record_fetch_error(store, plan, exc)
         raise
@@ -173,6 +177,7 @@ def fetch(
     client: httpx.Client | None = None,
     token: str | None = None,
     max_attempts: int = 4,
+    timeout: float | None = None,
 ) -> FetchResponse:
     """The conditional GET of a plan. Bodies are kept (archived) even on failure, so an
     upstream that echoes the caller's token gets it replaced first: secrets never reach
@@ -181,7 +186,12 @@ def fetch(
 
     try:
         response = fetch_catalog(
-            plan.url, etag=plan.etag, client=client, token=token, max_attempts=max_attempts
+            plan.url,
+            etag=plan.etag,
+            client=client,
+            token=token,
+            max_attempts=max_attempts,
+            max_total_seconds=timeout,  # the whole fetch, retries and a slow body included
         )
     except FetchError as exc:
         if token and exc.body:
@@ -200,7 +210,7 @@ def fetch(
 def _status_error(status: int, body: bytes) -> str:
     try:
         message = upstream_message(json.loads(body))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         message = None
     return f"HTTP {status}" + (f": {message!r}" if message else "")
 

@@ -516,11 +516,6 @@ def test_e2e_redirect_to_file_recorded_as_failed(seeded: Store, server: Hostile)
     assert history(seeded) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/ingest.py _status_error: json.loads of a final 4xx body raises "
-    "RecursionError on deep nesting (it catches only UnicodeDecodeError, ValueError)",
-)
 def test_e2e_deep_error_body_recorded_as_rejected(
     seeded: Store, server: Hostile, client: httpx.Client
 ) -> None:
