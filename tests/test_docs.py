@@ -33,12 +33,23 @@ def history_db(tmp_path_factory, bundled):
 
 
 @pytest.mark.parametrize("sql", SQL_BLOCKS, ids=[f"sql{i}" for i in range(len(SQL_BLOCKS))])
-def test_readme_sql_runs_on_the_bundled_history(history_db, sql):
-    import duckdb
+def test_readme_sql_runs_in_the_registry_duckdb_shell(history_db, sql):
+    """Through the `duckdb` command an analyst installs (`pip install duckdb-cli`, an
+    older DuckDB than the library's): the store's storage format must open there."""
+    import shutil
+    import subprocess
 
-    with duckdb.connect(str(history_db), read_only=True) as con:
-        rows = con.execute(sql).fetchall()
-    assert rows, sql
+    shell = shutil.which("duckdb")
+    assert shell, "the duckdb shell comes with the test extras (duckdb-cli)"
+    done = subprocess.run(
+        [shell, "-readonly", "-csv", str(history_db)],
+        input=sql,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "Error" not in done.stderr, done.stderr
+    assert len(done.stdout.strip().splitlines()) > 1, sql  # a header and at least one row
 
 
 def test_there_are_three_worked_sql_examples():

@@ -40,6 +40,9 @@ from pipeline.store.reads import Reads
 from pipeline.store.schema import ensure_schema
 
 DEFAULT_DB = Path("data/catalog.duckdb")
+# New files are written in a storage format that the registry's `duckdb` shell (1.5.x)
+# opens, so analysts can query the store with the SQL tool they have (SPEC 7).
+STORAGE_VERSION = "v1.5.0"
 
 __all__ = [
     "DEFAULT_DB",
@@ -106,7 +109,11 @@ class Store(Reads):
         deadline = time.monotonic() + lock_timeout
         while True:
             try:
-                con = duckdb.connect(target, read_only=read_only and target != ":memory:")
+                con = duckdb.connect(
+                    target,
+                    read_only=read_only and target != ":memory:",
+                    config={"storage_compatibility_version": STORAGE_VERSION},
+                )
                 break
             except duckdb.IOException as exc:
                 text = str(exc)
