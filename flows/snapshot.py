@@ -21,20 +21,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import Config, SourceConfig, load_config
+from pipeline.config import Config, SourceConfig, load_config, resolve_db
 from pipeline.errors import FetchError, ModelwatchError, RunFailed
 from pipeline.ingest import FetchPlan, Skipped, plan_fetch, record_fetch_error, store_response
 from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
-from pipeline.store import DEFAULT_DB, Store
+from pipeline.store import Store
 from pipeline.store.locking import db_lock
 
 LOCK_TIMEOUT = 60.0
 
 
 def _db(db: str | None, config: Config | None = None) -> Path:
-    return Path(
-        db or (config.db if config else None) or os.environ.get("MODELWATCH_DB") or DEFAULT_DB
-    )
+    return resolve_db(db, config)
 
 
 @task(name="plan-fetch")
@@ -78,13 +76,38 @@ def store_task(
 
 
 def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> str:
-    """The run's "what changed" report (model ids are untrusted: shown as code)."""
+    """The run's "what changed" report. Model ids, the source and the error come from
+    outside: ids are shown as code spans that cannot be left (no backtick, no line
+    break, `|` escaped in table cells), other text as character references; no string
+    can start a block, a table cell or an HTML tag. (Prices are the store's own.)"""
+    import unicodedata
+
+    def visible(v: str) -> str:
+        """Line breaks and other invisible characters as escapes: one line, always."""
+        names = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+        return "".join(
+            names.get(c, f"\\u{ord(c):04x}")
+            if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
+            else c
+            for c in v
+        )
+
+    def code(v: str, *, cell: bool = False) -> str:
+        text = visible(str(v).replace("`", "")).strip() or " "
+        return f"`{text.replace('|', chr(92) + '|') if cell else text}`"
+
+    def text(v: object) -> str:
+        """Plain markdown text: letters, digits and a few marks as they are, any other
+        character as a numeric character reference (so nothing is markup)."""
+        return "".join(
+            c if c.isalnum() or c in " -.,:/@%+" else f"&#{ord(c)};" for c in visible(str(v))
+        )
 
     def ids(values: list[str]) -> str:
-        return ", ".join(f"`{v.replace('`', '')}`" for v in values) or "none"
+        return ", ".join(code(v) for v in values) or "none"
 
     lines = [
-        f"# {result.source}: {result.outcome} at {result.fetched_at:%Y-%m-%d %H:%M:%S} UTC",
+        f"# {text(result.source)}: {result.outcome} at {result.fetched_at:%Y-%m-%d %H:%M:%S} UTC",
         "",
         f"- models: {result.models}",
         f"- added: {ids(result.added)}",
@@ -98,11 +121,12 @@ def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> 
         for r in price_rows:
             pct = "" if r["pct_change"] is None else f"{r['pct_change']:+.2f}%"
             lines.append(
-                f"| `{r['model_id'].replace('`', '')}` | {r['price']} | "
+                f"| {code(r['model_id'], cell=True)} | {r['price']} | "
                 f"{r['old_price']} | {r['new_price']} | {pct} |"
             )
-    if result.error:
-        lines += ["", f"**{result.error}**"]
+    error = text(result.error or "").strip()
+    if error:
+        lines += ["", f"**{error}**"]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from pipeline.errors import BadInput, ModelwatchError
 from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
-from pipeline.store import DEFAULT_DB, Store
+from pipeline.store import Store
 from pipeline.timeutil import iso, parse_time
 
 app = typer.Typer(
@@ -60,7 +60,12 @@ BUNDLED_HISTORY = Path(__file__).resolve().parent.parent / "data" / "aihubmix-mo
 
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="DuckDB file [env MODELWATCH_DB; default data/catalog.duckdb]"),
+    typer.Option(
+        "--db",
+        help="DuckDB file (default: $MODELWATCH_DB, else db in modelwatch.toml, "
+        "else data/catalog.duckdb)",
+        show_default=False,
+    ),
 ]
 SourceOption = Annotated[str, typer.Option("--source", help="catalog source name")]
 KindOption = Annotated[
@@ -75,17 +80,27 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def db_path(db: Path | None) -> Path:
-    if db is not None:
-        return db
-    env = os.environ.get("MODELWATCH_DB")
-    return Path(env) if env else DEFAULT_DB
+def db_path(db: Path | None, config: Any = None) -> Path:
+    """SPEC 7's resolution, the same for every command and flow (`resolve_db`)."""
+    from pipeline.config import resolve_db
+
+    return resolve_db(db, config)
 
 
-def open_store(db: Path | None, *, read_only: bool = False) -> Store:
-    path = db_path(db)
+def open_store(db: Path | None, *, read_only: bool = False, config: Any = None) -> Store:
+    """The store; the default folder is created for a writer, and a reader that finds no
+    store is told how to make one."""
+    from pipeline.config import DEFAULT_DB
+
+    path = db_path(db, config)
     if path == DEFAULT_DB and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if read_only and not path.exists():
+        raise BadInput(
+            f"database {str(path)!r} does not exist; create it with `modelwatch demo` "
+            "(the bundled history), `modelwatch snapshot` or `modelwatch replay`, "
+            "or point --db / MODELWATCH_DB at one"
+        )
     return Store.open(path, read_only=read_only)
 
 
@@ -530,7 +545,7 @@ def status(config: ConfigOption = None, db: DbOption = None) -> None:
     from pipeline.health import source_health
 
     cfg = load_config(config)
-    with open_store(db or (Path(cfg.db) if cfg.db else None), read_only=True) as store:
+    with open_store(db, read_only=True, config=cfg) as store:
         rows = source_health(store, cfg)
     table = Table(show_edge=False)
     for name in (
@@ -575,7 +590,7 @@ def schedule(
     from pipeline.config import load_config
 
     cfg = load_config(config)
-    path = db or (Path(cfg.db) if cfg.db else None) or db_path(None)
+    path = db_path(db, cfg)
     serve_all = _scheduler()
     serve_all(
         cfg,

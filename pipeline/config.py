@@ -26,6 +26,7 @@ from pipeline.errors import BadInput
 from pipeline.sources import get_source
 
 DEFAULT_CONFIG = Path("modelwatch.toml")
+DEFAULT_DB = Path("data/catalog.duckdb")  # relative to where modelwatch runs
 DEFAULT_SCHEDULE = "*/5 * * * *"  # AiHubMix answers with max-age=300
 
 
@@ -83,12 +84,33 @@ def default_config() -> Config:
     return Config(sources=[SourceConfig(name="aihubmix", kind="aihubmix", url=spec.default_url)])
 
 
+def config_file(path: Path | None = None) -> tuple[Path, bool]:
+    """The config file to read and whether it was named: `--config`, else
+    `$MODELWATCH_CONFIG`, else `./modelwatch.toml` (which may be absent)."""
+    if path is not None:
+        return path, True
+    env = os.environ.get("MODELWATCH_CONFIG")
+    return (Path(env), True) if env else (DEFAULT_CONFIG, False)
+
+
+def resolve_db(db: str | Path | None = None, config: Config | None = None) -> Path:
+    """The database every command and flow uses (SPEC 7): `--db`, else
+    `$MODELWATCH_DB`, else `db` in the config file, else `data/catalog.duckdb`."""
+    if db:
+        return Path(db)
+    env = os.environ.get("MODELWATCH_DB")
+    if env:
+        return Path(env)
+    cfg = config if config is not None else load_config()
+    return Path(cfg.db) if cfg.db else DEFAULT_DB
+
+
 def load_config(path: Path | None = None) -> Config:
-    """Read a config file; with no file, watch AiHubMix every 5 minutes."""
-    target = path or DEFAULT_CONFIG
+    """Read the config file; with none, watch AiHubMix every 5 minutes."""
+    target, named = config_file(path)
     if not target.exists():
-        if path is not None:
-            raise BadInput(f"config file {str(path)!r} does not exist")
+        if named:
+            raise BadInput(f"config file {str(target)!r} does not exist")
         return default_config()
     try:
         doc = tomllib.loads(target.read_text())

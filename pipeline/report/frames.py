@@ -52,7 +52,7 @@ def notebook_parameters(mo: Any) -> dict[str, str | None]:
     """
     import os
 
-    from pipeline.store import DEFAULT_DB
+    from pipeline.config import resolve_db
 
     args = mo.cli_args() if mo is not None else {}
 
@@ -61,7 +61,7 @@ def notebook_parameters(mo: Any) -> dict[str, str | None]:
         return str(value) if value else default
 
     return {
-        "db": pick("db", str(DEFAULT_DB)),
+        "db": str(resolve_db(pick("db"))),
         "source": pick("source", "aihubmix"),
         "since": pick("since"),
         "until": pick("until"),

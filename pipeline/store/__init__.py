@@ -39,13 +39,11 @@ from pipeline.store.history import (
 from pipeline.store.reads import Reads
 from pipeline.store.schema import ensure_schema
 
-DEFAULT_DB = Path("data/catalog.duckdb")
 # New files are written in a storage format that the registry's `duckdb` shell (1.5.x)
 # opens, so analysts can query the store with the SQL tool they have (SPEC 7).
 STORAGE_VERSION = "v1.5.0"
 
 __all__ = [
-    "DEFAULT_DB",
     "FetchMeta",
     "LastFetch",
     "SnapshotWrite",
@@ -99,7 +97,7 @@ class Store(Reads):
 
         `read_only` is for queries: several readers may share the file, never with a writer.
         """
-        target = str(path if path is not None else DEFAULT_DB)
+        target = str(path if path is not None else ":memory:")
         if target != ":memory:":
             parent = Path(target).parent
             if not parent.exists():

@@ -1,0 +1,55 @@
+"""First contact (issue 13): what a newcomer touches works and says the right thing."""
+
+import shutil
+
+from tests.conftest import HISTORY, run_cli
+
+
+def _small_history(tmp_path):
+    folder = tmp_path / "payloads"
+    folder.mkdir()
+    for path in sorted(HISTORY.iterdir())[:3]:
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_the_config_files_db_is_used_by_every_command(tmp_path):
+    (tmp_path / "modelwatch.toml").write_text('[defaults]\ndb = "other.duckdb"\n')
+    folder = _small_history(tmp_path)
+    assert run_cli("replay", str(folder), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "other.duckdb").exists() and not (tmp_path / "data").exists()
+    for args in (["models"], ["info"], ["changes"], ["status"]):
+        done = run_cli(*args, cwd=tmp_path)
+        assert "does not exist" not in done.stderr, (args, done.stderr)
+        assert done.returncode in (0, 1), (args, done.stderr)  # status: 1 when stale
+    # the environment wins over the file, and --db over both
+    env = {"MODELWATCH_DB": str(tmp_path / "env.duckdb")}
+    assert run_cli("replay", str(folder), cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "env.duckdb").exists()
+    flag = tmp_path / "flag.duckdb"
+    assert run_cli("replay", str(folder), "--db", str(flag), cwd=tmp_path, env=env).returncode == 0
+    assert flag.exists()
+
+
+def test_a_named_config_file_comes_from_the_environment_too(tmp_path):
+    elsewhere = tmp_path / "conf" / "watch.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(f'[defaults]\ndb = "{tmp_path / "named.duckdb"}"\n')
+    folder = _small_history(tmp_path)
+    done = run_cli("replay", str(folder), cwd=tmp_path, env={"MODELWATCH_CONFIG": str(elsewhere)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "named.duckdb").exists()
+
+
+def test_outside_the_repository_a_query_says_how_to_make_a_store(tmp_path):
+    done = run_cli("models", cwd=tmp_path, child=True, env={"HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "modelwatch demo" in done.stderr and "--db" in done.stderr
+
+
+def test_demo_works_from_any_folder(tmp_path):
+    done = run_cli("demo", cwd=tmp_path, child=True, env={"HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "catalog.duckdb").exists()
+    assert (tmp_path / "data" / "report.html").exists()
