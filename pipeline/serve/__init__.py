@@ -6,6 +6,7 @@ http.py     answers, ETags, cache headers, parameter checks
 tokens.py   bearer tokens and their scopes
 legacy.py   the OpenAI-style `/v1/models` shape
 openapi.py  the OpenAPI description
+server.py   running it: uvicorn, guarded against slow and half-open clients (`run`)
 """
 
 from pipeline.serve.app import API_PARAMS, create_app

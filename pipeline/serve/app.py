@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,12 +32,20 @@ from pipeline.serve.http import (
     openai_error,
     send,
     single_params,
+    unauthorized,
 )
-from pipeline.serve.tokens import TokenScope, Unauthorized, scope_of
+from pipeline.serve.tokens import (
+    TokenScope,
+    Unauthorized,
+    public_sources,
+    scope_of,
+    unknown_source,
+)
 from pipeline.store import Store
 from pipeline.timeutil import parse_time
 
 API_PARAMS = (*QUERY_PARAMS, "as_of", "source")
+log = logging.getLogger("modelwatch.serve")
 T = TypeVar("T")
 
 
@@ -61,12 +70,17 @@ def create_app(
             params = single_params(request)
             as_of = params.get("as_of", "").strip()
             when = parse_time(as_of, name="as_of") if as_of else None
-            src = params.get("source", "").strip() or source
+            requested = params.get("source", "").strip() or None
+            src = requested or source
         except ModelwatchError as exc:
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
         # parameters other than API_PARAMS are ignored, as upstream does
 
         def compute(s: Store) -> Answer:
+            public = public_sources(s)
+            if src not in public:
+                # a private source is answered exactly as one that does not exist
+                return Answer(400, error_body(unknown_source(requested, public)))
             try:
                 filters = {k: params.get(k) for k in QUERY_PARAMS}
                 frame = models(s, source=src, as_of=when, **filters)
@@ -105,21 +119,14 @@ def create_app(
         except ModelwatchError as exc:
             return send(request, _failure(exc))
         if isinstance(scope, Unauthorized):
-            return Response(
-                openai_error(str(scope), code="invalid_api_key"),
-                status_code=401,
-                media_type=JSON_TYPE,
-                headers={
-                    "Vary": "Authorization",
-                    "Cache-Control": "no-store",
-                    "WWW-Authenticate": "Bearer",
-                },
-            )
+            return unauthorized(openai_error(str(scope), code="invalid_api_key"))
         answer = await _answer(
             mirror,
             ("legacy", scope, model_id),
             lambda s: legacy_answer(s, scope, model_id, default_source=source),
         )
+        if answer.status == 401:  # the default catalog is private: a token is needed
+            return unauthorized(answer.body)
         return send(request, answer, private=authorization is not None, vary=True)
 
     async def healthz(request: Request) -> Response:
@@ -157,9 +164,13 @@ async def _run(mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], 
 
 
 def _failure(exc: ModelwatchError) -> Answer:
+    """A store failure as a served answer: the detail (paths, a writer's PID) is logged
+    here, never sent."""
     if isinstance(exc, StoreLocked):
-        return Answer(503, error_body(f"the database is busy: {exc}"))
-    return Answer(500, error_body(str(exc)))
+        log.warning("answering 503: %s", exc)
+        return Answer(503, error_body("the database is busy; try again shortly"))
+    log.error("answering 500: %s", exc)
+    return Answer(500, error_body("the server cannot read its database; see its log"))
 
 
 async def _answer(

@@ -20,6 +20,7 @@ PUBLIC = "public, max-age=300, stale-while-revalidate=300"
 PRIVATE = "private, max-age=300"
 MAX_PARAM_LENGTH = 512
 JSON_TYPE = "application/json"
+RETRY_AFTER = "2"  # seconds, on a 503 while another process writes the store
 
 
 def etag_of(body: bytes) -> str:
@@ -92,11 +93,11 @@ def send(
 ) -> Response:
     """An answer as a response: 304 on a matching If-None-Match, caching headers always."""
     if answer.etag is None:
+        headers = {"Cache-Control": "no-store"}
+        if answer.status == 503:
+            headers["Retry-After"] = RETRY_AFTER
         return Response(
-            answer.body,
-            status_code=answer.status,
-            media_type=JSON_TYPE,
-            headers={"Cache-Control": "no-store"},
+            answer.body, status_code=answer.status, media_type=JSON_TYPE, headers=headers
         )
     headers = {"Cache-Control": PRIVATE if private else PUBLIC, "ETag": answer.etag}
     if vary or private:
@@ -104,3 +105,17 @@ def send(
     if etag_matches(request.headers.get("if-none-match"), answer.etag):
         return Response(status_code=304, headers=headers)
     return Response(answer.body, status_code=200, media_type=JSON_TYPE, headers=headers)
+
+
+def unauthorized(body: bytes) -> Response:
+    """A 401 of the legacy routes: never cached, varies with the credentials."""
+    return Response(
+        body,
+        status_code=401,
+        media_type=JSON_TYPE,
+        headers={
+            "Vary": "Authorization",
+            "Cache-Control": "no-store",
+            "WWW-Authenticate": "Bearer",
+        },
+    )

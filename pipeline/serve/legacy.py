@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.serve.http import Answer, openai_error
-from pipeline.serve.tokens import TokenScope
+from pipeline.serve.tokens import TokenScope, visible_source
 from pipeline.store import Store
 from pipeline.timeutil import utcnow
+
+TOKEN_REQUIRED = "This catalog is served only with a token: send 'Authorization: Bearer <token>'."
 
 
 def _permission(model_id: str, created: int) -> dict[str, Any]:
@@ -51,13 +53,21 @@ def legacy_object(row: dict[str, Any], first_seen: datetime | None) -> dict[str,
 def legacy_answer(
     store: Store, scope: TokenScope, model_id: str | None, *, default_source: str
 ) -> Answer:
-    """The `/v1/models` list, or one model, for a scope."""
-    source = default_source if scope.group in (None, "default") else scope.group
+    """The `/v1/models` list, or one model, for a scope (who sees what: `tokens`)."""
+    source = visible_source(store, scope, default_source)
+    if source is None:
+        if scope.token is None:  # anonymous, and the default catalog is private
+            return Answer(401, openai_error(TOKEN_REQUIRED, code="invalid_api_key"))
+        return _answer(model_id, [], {})
     frame = store.catalog_as_of(source, utcnow())
     if scope.models is not None:
         frame = frame.filter(frame["model_id"].is_in(sorted(set(scope.models))))
-    first_seen = store.first_seen(source)
-    rows = frame.to_dicts()
+    return _answer(model_id, frame.to_dicts(), store.first_seen(source))
+
+
+def _answer(
+    model_id: str | None, rows: list[dict[str, Any]], first_seen: dict[str, datetime]
+) -> Answer:
     if model_id is not None:
         match = [r for r in rows if r["model_id"] == model_id]
         if not match:

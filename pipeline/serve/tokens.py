@@ -1,7 +1,27 @@
-"""Bearer tokens of the served legacy routes: created once, stored only as SHA-256.
+"""Bearer tokens of the served legacy routes, and who may see which catalog.
 
-A token's scope is a list of model ids, or a group; a group is a source name, and
-`default` is the source the server mirrors (what anonymous callers see).
+Tokens are created once and stored only as SHA-256. A token's scope is a list of model
+ids, or a group; a group is a source name, and `default` is the source the server
+mirrors (`modelwatch serve --source`, aihubmix unless told otherwise).
+
+A source fetched with a bearer token is *private* (`Store.private_sources`): the
+upstream answered for that token, so its list is not ours to publish. What each caller
+sees:
+
+- `/api/v1/models` is anonymous and lists only public sources. A private source,
+  asked for by name or as the server's default, gets the same 400 as a source with no
+  history, and the "stored sources" an error lists are the public ones only.
+- Anonymous `/v1/models` lists the default source's current catalog: exactly the ids
+  anonymous `/api/v1/models` lists, never more. When the default source is private it
+  lists nothing: it answers 401 (a token is required), naming no source.
+- A token scoped to model ids sees those of its ids that are in the default source's
+  public catalog: a view of what anonymous callers see, never more (so it can be no
+  wider than the anonymous list, and sees nothing when the default source is private).
+- A token of group `default` sees the default source when it is public. A token of
+  group `<source>` sees that source, public or private: the only way to a private one.
+- Whatever a caller may not see is answered as if it did not exist (an empty list,
+  or 404 for one model); a response that depends on the token is `private` with
+  `Vary: Authorization`.
 """
 
 from __future__ import annotations
@@ -17,6 +37,7 @@ from pipeline.store import Store
 from pipeline.timeutil import utcnow
 
 TOKEN_PREFIX = "mw-"
+DEFAULT_GROUP = "default"
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{8,200}$")
 
 
@@ -78,3 +99,24 @@ def scope_of(store: Store, authorization: str | None) -> TokenScope:
     if models is not None:
         return TokenScope(group=None, models=tuple(models), token=name)
     return TokenScope(group=group, token=name)
+
+
+def public_sources(store: Store) -> list[str]:
+    """The stored sources anyone may see, sorted: every one not fetched with a token."""
+    private = store.private_sources()
+    return [s for s in store.sources() if s not in private]
+
+
+def unknown_source(requested: str | None, public: list[str]) -> str:
+    """The 400 message for a source with no public history: it names the caller's own
+    spelling (never the server's default) and the public sources only."""
+    stored = ", ".join(public) or "none yet"
+    what = f"source {requested!r}" if requested is not None else "the default source"
+    return f"{what} has no history here; stored sources: {stored}"
+
+
+def visible_source(store: Store, scope: TokenScope, default_source: str) -> str | None:
+    """The source whose catalog `scope` may list on `/v1/models`; None when none."""
+    if scope.group is not None and scope.group != DEFAULT_GROUP:
+        return scope.group  # a group token: its own source, private or not
+    return None if default_source in store.private_sources() else default_source
