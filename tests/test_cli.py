@@ -60,7 +60,7 @@ def test_models_before_the_first_snapshot_is_empty(demo_db):
         (["snapshot", "--source", "nope"], "error: unknown source 'nope'; known sources: aihubmix"),
         (
             ["models", "--db", "/no/such/dir/x.duckdb"],
-            "error: database folder '/no/such/dir' does not exist",
+            "error: database '/no/such/dir/x.duckdb' does not exist; create it with",
         ),
     ],
 )
