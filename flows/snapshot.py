@@ -21,9 +21,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
-from pipeline.config import Config, SourceConfig, load_config, resolve_db
+from pipeline.config import Config, HoldPolicy, SourceConfig, load_config, resolve_db
 from pipeline.errors import FetchError, ModelwatchError, RunFailed
-from pipeline.ingest import FetchPlan, Skipped, plan_fetch, record_fetch_error, store_response
+from pipeline.ingest import (
+    FetchPlan,
+    Skipped,
+    plan_fetch,
+    record_fetch_error,
+    release_holds,
+    store_response,
+)
 from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
 from pipeline.store import Store
 from pipeline.store.locking import db_lock
@@ -68,11 +75,20 @@ def store_task(
     response: Any,
     accept_mass_removal: bool = False,
     private: bool = False,
+    hold_policy: HoldPolicy | None = None,
 ) -> IngestResult:
     with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
         if private:  # fetched with a token: a token-scoped list, never served publicly
             store.mark_private(plan.source, plan.started)
-        return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+        if accept_mass_removal:  # what earlier runs held applies first, at its own times
+            release_holds(store, plan.source, kind=plan.kind)
+        return store_response(
+            store,
+            plan,
+            response,
+            accept_mass_removal=accept_mass_removal,
+            hold_policy=hold_policy,
+        )
 
 
 def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> str:
@@ -256,7 +272,7 @@ def snapshot_catalog(
         failed = record_failure_task(path, plan, exc)
         _fail_event(source, failed.outcome, str(exc))
         raise
-    result = store_task(path, plan, response, accept_mass_removal, bool(spec.token_env))
+    result = store_task(path, plan, response, accept_mass_removal, bool(spec.token_env), spec.hold)
     counts = report_task(path, result)
     report_to = report_path or config.report
     if report_to and result.outcome is Outcome.NEW:

@@ -147,6 +147,9 @@ def snapshot(
     token_env: Annotated[
         str | None, typer.Option(help="name of an env variable holding a bearer token")
     ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds for the whole fetch, retries included")
+    ] = 60.0,
     db: DbOption = None,
 ) -> None:
     """Fetch a catalog once (conditional GET) and store it."""
@@ -166,6 +169,8 @@ def snapshot(
             accept_mass_removal=accept_mass_removal,
             token=token,
             max_attempts=retries + 1,
+            timeout=timeout,
+            hold_policy=_hold_policy(source),
         )
     if isinstance(result, Skipped):
         out.print(
@@ -178,7 +183,7 @@ def snapshot(
 
 def _finish(results: list[IngestResult]) -> None:
     failed = [r for r in results if r.outcome in (Outcome.REJECTED, Outcome.FAILED)]
-    suspect = [r for r in results if r.outcome is Outcome.SUSPECT]
+    suspect = _still_held(results)
     if len(results) == 1:
         line = _describe(results[0])
         (err if failed or suspect else out).print(line)
@@ -203,7 +208,9 @@ def replay(
         directory, source=source, kind=kind, accept_mass_removal=accept_mass_removal, db=db
     )
     _print_replay_summary(results)
-    bad = [r for r in results if r.outcome in NOT_APPLIED]
+    bad = [r for r in results if r.outcome in (Outcome.REJECTED, Outcome.FAILED)]
+    bad += _still_held(results)
+    bad.sort(key=lambda r: r.fetched_at)
     if bad:
         first = bad[0]
         err.print(
@@ -223,8 +230,8 @@ def _replay(
 ) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from pipeline.ingest import release_holds, scan_payloads
     from pipeline.ingest import replay as run_replay
-    from pipeline.ingest import scan_payloads
 
     files, others = scan_payloads(directory)
     if others:
@@ -241,6 +248,8 @@ def _replay(
             disable=not err.is_terminal,
         ) as progress,
     ):
+        if accept_mass_removal:  # what earlier runs held applies first, at its own times
+            _say_released(source, release_holds(store, source, kind=kind))
         task = progress.add_task(source, total=len(files))
         return run_replay(
             store,
@@ -248,8 +257,30 @@ def _replay(
             source=source,
             kind=kind,
             accept_mass_removal=accept_mass_removal,
+            hold_policy=_hold_policy(source),
             on_result=lambda _p, _r: progress.advance(task),
         )
+
+
+def _hold_policy(source: str) -> Any:
+    from pipeline.config import load_config
+
+    return load_config().hold_policy(source)
+
+
+def _say_released(source: str, released: list[IngestResult]) -> None:
+    if released:
+        err.print(
+            f"{source}: applied what was held, {len(released)} fetches from "
+            f"{iso(released[0].fetched_at)} to {iso(released[-1].fetched_at)} again",
+            markup=False,
+        )
+
+
+def _still_held(results: list[IngestResult]) -> list[IngestResult]:
+    """Suspect results that no later fetch of the run applied by confirming them."""
+    released = {at for r in results for at in r.released}
+    return [r for r in results if r.outcome is Outcome.SUSPECT and r.fetched_at not in released]
 
 
 def _print_replay_summary(results: list[IngestResult]) -> None:
@@ -570,7 +601,9 @@ def status(config: ConfigOption = None, db: DbOption = None) -> None:
         )
     out.print(table)
     for h in rows:
-        if h.failing and h.last_error:
+        if h.hold:
+            err.print(f"{h.source}: held {h.hold}", markup=False)
+        elif h.failing and h.last_error:
             err.print(f"{h.source}: {h.last_outcome}: {h.last_error}", markup=False)
     if any(h.stale or h.failing for h in rows):
         raise typer.Exit(EXIT_ERROR)

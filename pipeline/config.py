@@ -10,6 +10,8 @@
     url = "https://aihubmix.com/api/v1/models"   # default: the adapter's
     schedule = "*/5 * * * *"     # cron, UTC (default: every 5 minutes)
     token_env = "AIHUBMIX_TOKEN" # optional: env variable holding a bearer token
+    confirm_fetches = 3          # a held mass removal applies by itself when the same
+    confirm_hours = 1            # catalog is seen on 3 fetches over at least 1 hour
 
 Tokens are read from the environment at fetch time: the file holds only variable names.
 """
@@ -28,6 +30,21 @@ from pipeline.sources import get_source
 DEFAULT_CONFIG = Path("modelwatch.toml")
 DEFAULT_DB = Path("data/catalog.duckdb")  # relative to where modelwatch runs
 DEFAULT_SCHEDULE = "*/5 * * * *"  # AiHubMix answers with max-age=300
+SOURCE_KEYS = ("name", "kind", "url", "schedule", "token_env")
+
+
+@dataclass(frozen=True)
+class HoldPolicy:
+    """When a held change applies by itself (SPEC 3): the same catalog seen on `fetches`
+    held fetches at least `span` apart from the first to the last. An outage that ends
+    (an accepted fetch in between) is forgotten."""
+
+    fetches: int = 3
+    span: timedelta = timedelta(hours=1)
+
+    def describe(self, seen: int, since: datetime, now: datetime) -> str:
+        hours = (now - since).total_seconds() / 3600
+        return f"{seen}/{self.fetches} fetches, {hours:.1f}/{self.span.total_seconds() / 3600:g} h"
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class SourceConfig:
     url: str
     schedule: str = DEFAULT_SCHEDULE
     token_env: str | None = None
+    hold: HoldPolicy = field(default_factory=HoldPolicy)
 
     def token(self) -> str | None:
         """The bearer token, from the environment; a named but unset variable is an error."""
@@ -59,6 +77,10 @@ class Config:
     sources: list[SourceConfig] = field(default_factory=list)
     db: str | None = None
     report: str | None = None  # rewrite this HTML report after runs that change something
+
+    def hold_policy(self, name: str) -> HoldPolicy:
+        """How held changes of `name` confirm themselves (the default if not configured)."""
+        return next((s.hold for s in self.sources if s.name == name), HoldPolicy())
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -120,13 +142,18 @@ def load_config(path: Path | None = None) -> Config:
     for i, entry in enumerate(doc.get("sources", [])):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise BadInput(f"{target}: sources[{i}] needs a name")
-        unknown = set(entry) - {"name", "kind", "url", "schedule", "token_env"}
+        unknown = set(entry) - {*SOURCE_KEYS, "confirm_fetches", "confirm_hours"}
         if unknown:
             raise BadInput(f"{target}: sources[{i}] has unknown keys: {', '.join(sorted(unknown))}")
         kind = str(entry.get("kind", entry["name"]))
-        for key in ("kind", "url", "schedule", "token_env"):
+        for key in SOURCE_KEYS[1:]:
             if key in entry and not isinstance(entry[key], str):
                 raise BadInput(f"{target}: sources[{i}].{key} must be a string")
+        fetches, hours = entry.get("confirm_fetches", 3), entry.get("confirm_hours", 1)
+        if not isinstance(fetches, int) or isinstance(fetches, bool) or fetches < 1:
+            raise BadInput(f"{target}: sources[{i}].confirm_fetches must be a whole number >= 1")
+        if not isinstance(hours, int | float) or isinstance(hours, bool) or hours < 0:
+            raise BadInput(f"{target}: sources[{i}].confirm_hours must be a number >= 0")
         spec = get_source(kind)
         source = SourceConfig(
             name=entry["name"],
@@ -134,6 +161,7 @@ def load_config(path: Path | None = None) -> Config:
             url=entry.get("url", spec.default_url),
             schedule=entry.get("schedule", DEFAULT_SCHEDULE),
             token_env=entry.get("token_env"),
+            hold=HoldPolicy(fetches=fetches, span=timedelta(hours=hours)),
         )
         source.interval()  # validate the cron now, not at 3 a.m.
         sources.append(source)

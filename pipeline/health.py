@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pipeline.config import Config
 from pipeline.outcome import NOT_APPLIED
 from pipeline.store import Store
-from pipeline.timeutil import utcnow
+from pipeline.timeutil import iso, utcnow
 
 STALE_AFTER_INTERVALS = 3
 
@@ -29,11 +29,14 @@ class SourceHealth:
     last_change: datetime | None
     stale: bool
     failing: bool
+    hold: str | None = None  # a held change: since when, and how close to confirmation
 
     @property
     def state(self) -> str:
         if self.last_attempt is None:
             return "never fetched"
+        if self.hold:
+            return "held"
         return "failing" if self.failing else "stale" if self.stale else "ok"
 
 
@@ -50,6 +53,16 @@ def source_health(
         last = store.last_attempt(name)
         success, change = store.last_success_and_change(name)
         attempt, outcome, error = last if last else (None, None, None)
+        holds = store.pending_holds(name)
+        hold = None
+        if holds and attempt is not None:
+            latest = holds[-1][1]
+            run = [at for at, h in holds if h == latest]
+            policy = config.hold_policy(name)
+            hold = (
+                f"since {iso(holds[0][0])}; latest catalog "
+                f"{policy.describe(len(run), run[0], holds[-1][0])} to apply by itself"
+            )
         reference = success or attempt
         stale = reference is None or when - reference > STALE_AFTER_INTERVALS * interval
         rows.append(
@@ -63,6 +76,7 @@ def source_health(
                 last_change=change,
                 stale=attempt is not None and stale,
                 failing=outcome in NOT_APPLIED,
+                hold=hold,
             )
         )
     return rows

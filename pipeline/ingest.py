@@ -23,11 +23,12 @@ from weakref import WeakKeyDictionary
 
 import httpx
 
+from pipeline.config import HoldPolicy
 from pipeline.errors import BadInput, FetchError, PayloadRejected, upstream_message
 from pipeline.normalise import normalise_items
 from pipeline.outcome import IngestResult, Outcome
 from pipeline.secrets import redact
-from pipeline.sources import get_source
+from pipeline.sources import SourceSpec, get_source
 from pipeline.store import (
     FetchMeta,
     SnapshotWrite,
@@ -75,7 +76,7 @@ def plan_fetch(
     now: Callable[[], datetime] = utcnow,
 ) -> FetchPlan | Skipped:
     """Decide whether to fetch now, and how (SPEC 3: conditional GET, max-age)."""
-    spec = get_source(kind or source)
+    spec = source_adapter(store, source, kind)
     target = url or spec.default_url
     last = store.last_fetch(source, target)
     started = now()
@@ -85,6 +86,18 @@ def plan_fetch(
             return Skipped(source=source, last_fetch=last.fetched_at, fresh_until=fresh_until)
     etag = last.etag if last and not force else None
     return FetchPlan(source=source, kind=spec.name, url=target, etag=etag, started=started)
+
+
+def source_adapter(store: Store, source: str, kind: str | None = None) -> SourceSpec:
+    """The adapter of `source`: `kind` if given, else the one it was stored with, else
+    the adapter of the same name. A kind that contradicts the stored one is an error."""
+    stored = store.source_kind(source)
+    if kind is not None and stored is not None and get_source(kind).name != stored:
+        raise BadInput(
+            f"source {source!r} is stored with kind {stored!r}, not {kind!r}; "
+            "drop --kind or give the new catalog another --source name"
+        )
+    return get_source(kind or stored or source)
 
 
 def record_fetch_error(store: Store, plan: FetchPlan, exc: FetchError) -> IngestResult:
@@ -98,7 +111,12 @@ def record_fetch_error(store: Store, plan: FetchPlan, exc: FetchError) -> Ingest
 
 
 def store_response(
-    store: Store, plan: FetchPlan, response: FetchResponse, *, accept_mass_removal: bool = False
+    store: Store,
+    plan: FetchPlan,
+    response: FetchResponse,
+    *,
+    accept_mass_removal: bool = False,
+    hold_policy: HoldPolicy | None = None,
 ) -> IngestResult:
     """Record what the upstream answered: 304, a final 4xx, or a body to ingest."""
     if response.status == 304:
@@ -135,6 +153,7 @@ def store_response(
         etag=response.etag,
         max_age=response.max_age,
         accept_mass_removal=accept_mass_removal,
+        hold_policy=hold_policy,
     )
 
 
@@ -150,12 +169,15 @@ def snapshot(
     token: str | None = None,
     max_attempts: int = 4,
     timeout: float | None = None,
+    hold_policy: HoldPolicy | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> IngestResult | Skipped:
     """Fetch a source once with a conditional GET and store what came back.
 
     Upstream failures are recorded (`failed`, with any body) before they are raised.
     """
+    if accept_mass_removal:  # what earlier fetches held applies first, at its own times
+        release_holds(store, source, kind=kind)
     plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
     if isinstance(plan, Skipped):
         return plan
@@ -168,7 +190,9 @@ def snapshot(
     except FetchError as exc:
         record_fetch_error(store, plan, exc)
         raise
-    return store_response(store, plan, response, accept_mass_removal=accept_mass_removal)
+    return store_response(
+        store, plan, response, accept_mass_removal=accept_mass_removal, hold_policy=hold_policy
+    )
 
 
 def fetch(
@@ -258,10 +282,11 @@ def replay(
     source: str,
     kind: str | None = None,
     accept_mass_removal: bool = False,
+    hold_policy: HoldPolicy | None = None,
     on_result: Callable[[Path, IngestResult], None] | None = None,
 ) -> list[IngestResult]:
     """Ingest recorded payloads oldest first; files already stored are skipped (a no-op)."""
-    get_source(kind or source)
+    source_adapter(store, source, kind)
     results = []
     for fetched_at, path in files:
         result = ingest(
@@ -272,6 +297,7 @@ def replay(
             kind=kind,
             url=f"file:{path.name}",
             accept_mass_removal=accept_mass_removal,
+            hold_policy=hold_policy,
         )
         results.append(result)
         if on_result is not None:
@@ -298,14 +324,17 @@ def ingest(
     etag: str | None = None,
     max_age: int | None = None,
     accept_mass_removal: bool = False,
+    hold_policy: HoldPolicy | None = None,
 ) -> IngestResult:
     """Store one fetched body: archive it, validate it, and apply it to the history.
 
     Outcomes: `new` (the history changed), `unchanged`, `rejected` (not a catalog),
     `suspect` (empty, or removes more than half the models: held, not applied), and
     `duplicate` (this very body at this very time is already stored: nothing written).
+    A held change confirmed by `hold_policy` (default `HoldPolicy()`) is applied from its
+    first fetch on; the result then lists those fetch times in `released`.
     """
-    spec = get_source(kind or source)  # a source is named after its adapter by default
+    spec = source_adapter(store, source, kind)
     started = time.perf_counter()
     state = store.source_state(source)
     digest = (
@@ -346,7 +375,9 @@ def ingest(
     def write(outcome: Outcome, **parts: Any) -> IngestResult:
         result.outcome = outcome
         result.duration_ms = (time.perf_counter() - started) * 1000
-        return store.write(SnapshotWrite(result=result, meta=meta, body=body, **parts))
+        return store.write(
+            SnapshotWrite(result=result, meta=meta, body=body, kind=spec.name, **parts)
+        )
 
     # 1. the same bytes as the catalog in force: one small log row, nothing else
     if state.last_accepted == digest:
@@ -379,17 +410,32 @@ def ingest(
         result.returned = sorted(m for m in appeared if m in seen_before)
         result.added = sorted(m for m in appeared if m not in seen_before)
     snapshot_order = order_hash(source, ids, positions)
+    result.catalog_hash = catalog_digest(new_hashes, snapshot_order)
 
-    # 3. held: an outage must not erase the catalog
+    # 3. held: an outage must not erase the catalog, unless the upstream keeps meaning it
     mass_removal = len(result.removed) * 2 > len(current)
     if (not rows or mass_removal) and not accept_mass_removal:
+        policy = hold_policy or HoldPolicy()
+        earlier = store.pending_holds(source)
+        same = [at for at, h in _trailing_same(earlier, result.catalog_hash)]
+        first = same[0] if same else fetched_at
         result.error = (
             "empty catalog"
             if not rows
             else f"would remove {len(result.removed)} of {len(current)} models"
-        ) + " (held as suspect; pass --accept-mass-removal to apply it)"
+        ) + (
+            f" (held as suspect since {iso(first)}: "
+            f"{policy.describe(len(same) + 1, first, fetched_at)} to apply it by itself; "
+            "pass --accept-mass-removal to apply it now)"
+        )
         write(Outcome.SUSPECT, raw_base=base, quarantine=norm.quarantine)
         caches[source] = norm.cache
+        if len(same) + 1 >= policy.fetches and fetched_at - first >= policy.span:
+            released = release_holds(store, source, since=first, kind=kind)
+            confirmed = released[-1]
+            confirmed.released = [r.fetched_at for r in released]
+            confirmed.error = None
+            return confirmed
         return result
 
     touched = set(result.changed) | set(result.added) | set(result.returned)
@@ -410,3 +456,72 @@ def ingest(
     write(Outcome.NEW, raw_base=base, quarantine=norm.quarantine, changes=changes)
     caches[source] = norm.cache
     return result
+
+
+def catalog_digest(hashes: dict[str, str], snapshot_order: str) -> str:
+    """One digest for a normalised catalog: its models' values and its order."""
+    canon = json.dumps([snapshot_order, sorted(hashes.items())], separators=(",", ":"))
+    return content_hash(canon.encode())[:32]
+
+
+def _trailing_same(
+    holds: list[tuple[datetime, str | None]], digest: str | None
+) -> list[tuple[datetime, str | None]]:
+    """The held fetches at the end of `holds` that showed the catalog `digest`."""
+    run: list[tuple[datetime, str | None]] = []
+    for at, h in reversed(holds):
+        if h != digest:
+            break
+        run.insert(0, (at, h))
+    return run
+
+
+def release_holds(
+    store: Store, source: str, *, since: datetime | None = None, kind: str | None = None
+) -> list[IngestResult]:
+    """Apply held snapshots of `source` from the raw archive, at their own fetch times,
+    so the history equals one that accepted them from the start (SPEC 3).
+
+    From `since` (default: the first pending hold) every later fetch is undone and
+    applied again in order, held ones accepted; all in one transaction."""
+    holds = store.pending_holds(source)
+    if since is None:
+        if not holds:
+            return []
+        since = holds[0][0]
+    results: list[IngestResult] = []
+    with store.transaction():
+        for row in store.rewind(source, since):
+            outcome = Outcome(row["outcome"])
+            meta = FetchMeta(
+                url=row["url"],
+                http_status=row["http_status"],
+                etag=row["etag"],
+                max_age=row["max_age"],
+            )
+            if outcome not in (Outcome.NEW, Outcome.UNCHANGED, Outcome.SUSPECT):
+                # nothing was applied from it: it is logged again as it was
+                again = IngestResult(
+                    source=source,
+                    fetched_at=row["fetched_at"],
+                    outcome=outcome,
+                    content_hash=row["content_hash"],
+                    error=row["error"],
+                )
+                store.write(SnapshotWrite(result=again, meta=meta))
+                continue
+            results.append(
+                ingest(
+                    store,
+                    store.raw_payload(row["content_hash"]),
+                    source=source,
+                    fetched_at=row["fetched_at"],
+                    kind=kind,
+                    url=meta.url,
+                    http_status=meta.http_status or 200,
+                    etag=meta.etag,
+                    max_age=meta.max_age,
+                    accept_mass_removal=True,
+                )
+            )
+    return results

@@ -47,9 +47,12 @@ class IngestResult:
     unknown_values: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     duration_ms: float = 0.0
+    catalog_hash: str | None = None  # digest of the normalised catalog (ids, values, order)
+    released: list[datetime] = field(default_factory=list)  # held fetches this one applied
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fetched_at"] = self.fetched_at.isoformat()
         d["outcome"] = str(self.outcome)
+        d["released"] = [t.isoformat() for t in self.released]
         return d

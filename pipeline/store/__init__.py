@@ -86,6 +86,7 @@ class Store(Reads):
         self.read_only = read_only
         self._archive = RawArchive(con)
         self._states: dict[str, SourceState] = {}
+        self._depth = 0  # transaction nesting: only the outermost one commits
         ensure_schema(con, path, read_only=read_only)
 
     # -- opening ---------------------------------------------------------------------
@@ -157,9 +158,17 @@ class Store(Reads):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All or nothing; after a failure (COMMIT's own included) nothing this Store
-        remembers about the tables is trusted again."""
+        """All or nothing; nested blocks join the outermost one. After a failure (COMMIT's
+        own included) nothing this Store remembers about the tables is trusted again."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self._con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield
             self._con.execute("COMMIT")
@@ -169,6 +178,12 @@ class Store(Reads):
             self._archive.forget()
             self._states.clear()
             raise
+        finally:
+            self._depth = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
     # -- what the writer needs to know ----------------------------------------------------
     def last_fetch(self, source: str, url: str | None = None) -> LastFetch | None:
@@ -223,6 +238,27 @@ class Store(Reads):
             "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", [name, sha256, models, group, created_at]
         )
 
+    def rewind(self, source: str, since: datetime) -> list[dict[str, Any]]:
+        """Undo every fetch of `source` at or after `since`, inside the caller's
+        transaction, and return their fetch-log rows (oldest first) so they can be applied
+        again; their raw bodies stay in the archive."""
+        if not self.in_transaction:
+            raise StoreError("rewind runs inside a transaction")
+        undone = self.frame(
+            "SELECT * FROM fetch_log WHERE source = $s AND fetched_at >= $t "
+            "ORDER BY fetched_at, fetch_id",
+            {"s": source, "t": since},
+        ).to_dicts()
+        for sql in (
+            "DELETE FROM fetch_log WHERE source = $s AND fetched_at >= $t",
+            "DELETE FROM snapshots WHERE source = $s AND observed_at >= $t",
+            "DELETE FROM model_versions WHERE source = $s AND valid_from >= $t",
+            "UPDATE model_versions SET valid_to = NULL WHERE source = $s AND valid_to >= $t",
+        ):
+            self._rows(sql, {"s": source, "t": since})
+        self._states.pop(source, None)
+        return undone
+
     def mark_private(self, source: str, since: datetime) -> None:
         """`source` was fetched with a bearer token: its catalog is private from now on."""
         self._rows(
@@ -251,11 +287,16 @@ class Store(Reads):
                         )
                     store_quarantine(self._con, source, result.content_hash, w.quarantine)
                 result.fetch_id = log_fetch(self._con, result, w.meta)
+                if w.kind is not None:
+                    self._rows(
+                        "INSERT INTO source_kinds VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        [source, w.kind],
+                    )
                 if w.changes is not None:
                     apply_changes(self._con, result, w.changes)
         except Exception as exc:
-            if isinstance(exc, ModelwatchError):
-                raise
+            if isinstance(exc, ModelwatchError) or self.in_transaction:
+                raise  # inside a larger transaction: the caller's whole unit fails
             error = f"could not apply the snapshot: {exc.__class__.__name__}: {exc}"
             error = " ".join(error.split())
             failed = IngestResult(

@@ -58,14 +58,15 @@ class SnapshotWrite:
     raw_base: str | None = None  # delta base in the raw archive (None: a keyframe)
     quarantine: list[Any] = field(default_factory=list)  # normalise.QuarantinedRow
     changes: VersionChanges | None = None
+    kind: str | None = None  # the adapter, remembered for the source on its first write
 
 
 def log_fetch(con: duckdb.DuckDBPyConnection, result: IngestResult, meta: FetchMeta) -> int:
     row = con.execute(
         """INSERT INTO fetch_log (source, url, fetched_at, http_status, etag, max_age,
                content_hash, outcome, error, models, added, removed, returned, changed,
-               quarantined, unknown_values, duration_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING fetch_id""",
+               quarantined, unknown_values, duration_ms, catalog_hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING fetch_id""",
         [
             result.source,
             meta.url,
@@ -84,6 +85,7 @@ def log_fetch(con: duckdb.DuckDBPyConnection, result: IngestResult, meta: FetchM
             result.quarantined,
             json.dumps(result.unknown_values) if result.unknown_values else None,
             result.duration_ms,
+            result.catalog_hash,
         ],
     ).fetchall()
     return int(row[0][0])

@@ -90,6 +90,22 @@ class Reads:
             )
         ]
 
+    def pending_holds(self, source: str) -> list[tuple[datetime, str | None]]:
+        """(fetched_at, catalog_hash) of the held (`suspect`) fetches since the catalog in
+        force was last accepted, oldest first: what `--accept-mass-removal` would apply."""
+        return [
+            (r[0], r[1])
+            for r in self._rows(
+                """SELECT fetched_at, catalog_hash FROM fetch_log
+                   WHERE source = $s AND outcome = 'suspect' AND fetched_at > coalesce(
+                       (SELECT max(fetched_at) FROM fetch_log
+                        WHERE source = $s AND outcome IN ('new', 'unchanged')),
+                       TIMESTAMP '0001-01-01')
+                   ORDER BY fetched_at, fetch_id""",
+                {"s": source},
+            )
+        ]
+
     # -- the catalog at a time ------------------------------------------------------------
     def catalog_as_of(self, source: str, as_of: datetime) -> pl.DataFrame:
         """The normalised catalog as last observed at or before `as_of`, in default order."""
@@ -254,6 +270,10 @@ class Reads:
             """,
             {"key": key},
         )
+
+    def source_kind(self, source: str) -> str | None:
+        """The adapter `source` was ingested with, if it was."""
+        return self._scalar("SELECT kind FROM source_kinds WHERE source = ?", [source])
 
     def private_sources(self) -> set[str]:
         """Sources fetched with a bearer token: token-scoped lists, never public."""

@@ -12,6 +12,7 @@ Tables (all times are naive UTC):
     quarantine     invalid rows, with reasons, once per distinct body
     tokens         bearer tokens of the served API (SHA-256 only)
     private_sources  sources fetched with a bearer token (never served anonymously)
+    source_kinds   the adapter each source was ingested with
 
 Views and macros:
 
@@ -63,6 +64,8 @@ CREATE TABLE IF NOT EXISTS fetch_log (
     unknown_values JSON,
     duration_ms DOUBLE
 );
+-- added after 0.1.0: the normalised catalog's digest, to see a held change confirmed
+ALTER TABLE fetch_log ADD COLUMN IF NOT EXISTS catalog_hash VARCHAR;
 CREATE TABLE IF NOT EXISTS raw_payloads (
     content_hash VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
@@ -100,6 +103,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     models VARCHAR[],
     grp VARCHAR,
     created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source_kinds (
+    source VARCHAR PRIMARY KEY,  -- a source's adapter, stored so it need not be repeated
+    kind VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS private_sources (
     source VARCHAR PRIMARY KEY,  -- fetched with a bearer token: served only to its tokens
