@@ -490,21 +490,35 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8000,
     source: SourceOption = "aihubmix",
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds a client has to send its request headers")
+    ] = 10.0,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="sources whose health /healthz reports (modelwatch.toml)"),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Serve the history as the AiHubMix API: /api/v1/models, /v1/models, /v1/models/{id}."""
-    import uvicorn
-
+    from pipeline.config import config_file, load_config
     from pipeline.serve import create_app
+    from pipeline.serve.server import run
 
-    path = db_path(db)
-    if not path.exists():
-        raise BadInput(f"database {str(path)!r} does not exist; run a snapshot or replay")
-    err.print(f"serving {path} ({source}) on http://{host}:{port}  (Ctrl-C to stop)")
-    # access_log off: request lines could carry credentials in query strings
-    uvicorn.run(
-        create_app(path, source=source), host=host, port=port, access_log=False, log_level="warning"
-    )
+    path, named = config_file(config)
+    cfg = load_config(config) if named or path.exists() else None
+    store_path = db_path(db, cfg)
+    if not store_path.exists():
+        open_store(db, read_only=True, config=cfg)  # raises the one-line "how to make one"
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        err.print(
+            f"serving {store_path} ({source}) on http://{shown}:{bound_port}  (Ctrl-C to stop)",
+            markup=False,
+        )
+
+    app_ = create_app(store_path, source=source, config=cfg)
+    run(app_, host=host, port=port, header_timeout=header_timeout, on_ready=ready)
 
 
 tokens_app = typer.Typer(

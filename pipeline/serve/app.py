@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.config import Config
 from pipeline.errors import BadInput, ModelwatchError, StoreLocked
 from pipeline.query import QUERY_PARAMS
 from pipeline.query.render import catalog_body
@@ -42,7 +43,7 @@ from pipeline.serve.tokens import (
     unknown_source,
 )
 from pipeline.store import Store
-from pipeline.timeutil import parse_time
+from pipeline.timeutil import parse_time, utcnow
 
 API_PARAMS = (*QUERY_PARAMS, "as_of", "source")
 log = logging.getLogger("modelwatch.serve")
@@ -50,9 +51,14 @@ T = TypeVar("T")
 
 
 def create_app(
-    db: str | Path | None = None, *, store: Store | None = None, source: str = "aihubmix"
+    db: str | Path | None = None,
+    *,
+    store: Store | None = None,
+    source: str = "aihubmix",
+    config: Config | None = None,
 ) -> Starlette:
-    """The ASGI app; give a database path (served read-only) or an open `Store` (tests)."""
+    """The ASGI app; give a database path (served read-only) or an open `Store` (tests).
+    `config` names the sources whose staleness `/healthz` reports."""
     mirror = Mirror(db, store=store, source=source)
 
     async def api_models(request: Request) -> Response:
@@ -68,13 +74,18 @@ def create_app(
             if bad:
                 raise BadInput(bad)
             params = single_params(request)
+            unsupported = sorted(set(params) - set(API_PARAMS))
+            if unsupported:
+                raise BadInput(
+                    f"parameter {unsupported[0]!r} is not supported here; "
+                    f"accepted: {', '.join(API_PARAMS)}"
+                )
             as_of = params.get("as_of", "").strip()
             when = parse_time(as_of, name="as_of") if as_of else None
             requested = params.get("source", "").strip() or None
             src = requested or source
         except ModelwatchError as exc:
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
-        # parameters other than API_PARAMS are ignored, as upstream does
 
         def compute(s: Store) -> Answer:
             public = public_sources(s)
@@ -106,6 +117,14 @@ def create_app(
         if non_utf8(request):
             body = openai_error("the request URL is not valid UTF-8", code="invalid_url")
             return Response(body, status_code=400, media_type=JSON_TYPE)
+        if request.query_params:  # no parameter is supported: never silently ignored
+            name = next(iter(request.query_params))
+            body = openai_error(
+                f"parameter {name!r} is not supported on this route; it takes none",
+                code="invalid_parameter",
+                param=name[:100],
+            )
+            return Response(body, status_code=400, media_type=JSON_TYPE)
         authorization = request.headers.get("authorization")
 
         def lookup(s: Store) -> TokenScope | Unauthorized:
@@ -130,7 +149,19 @@ def create_app(
         return send(request, answer, private=authorization is not None, vary=True)
 
     async def healthz(request: Request) -> Response:
-        return Response(b'{"status":"ok"}', media_type=JSON_TYPE)
+        """200 only when the store is readable and no configured source is stale or
+        failing (SPEC 5); otherwise 503 with the reasons."""
+        from starlette.concurrency import run_in_threadpool
+
+        problems = await run_in_threadpool(_health_problems, mirror, config)
+        verdict = {"status": "unhealthy", "problems": problems} if problems else {"status": "ok"}
+        body = json.dumps(verdict, ensure_ascii=False, separators=(",", ":")).encode()
+        return Response(
+            body,
+            status_code=503 if problems else 200,
+            media_type=JSON_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def openapi(request: Request) -> Response:
         from pipeline.serve.openapi import OPENAPI
@@ -146,6 +177,32 @@ def create_app(
             Route("/openapi.json", openapi, methods=["GET"]),
         ]
     )
+
+
+def _health_problems(mirror: Mirror, config: Config | None) -> list[str]:
+    """Why the mirror is not healthy: an unreadable store, stale or failing sources."""
+    from pipeline.health import SourceHealth, source_health
+
+    def check(s: Store) -> list[SourceHealth]:
+        s.summary()  # reads every table: an unreadable store fails here
+        return source_health(s, config) if config is not None else []
+
+    try:  # staleness moves with the clock: cached for a minute at most
+        health = mirror.compute(("health", utcnow().replace(second=0, microsecond=0)), check)
+    except StoreLocked:
+        return []  # a writer holds the file: busy, not broken (bodies are still served)
+    except ModelwatchError as exc:
+        log.warning("healthz: %s", exc)
+        return ["the store cannot be read"]
+    except Exception as exc:  # a corrupt file: DuckDB's own errors
+        log.warning("healthz: %s: %s", type(exc).__name__, exc)
+        return ["the store cannot be read"]
+    configured = {s.name for s in config.sources} if config is not None else set()
+    return [
+        f"source {h.source} is {h.state}"
+        for h in health
+        if h.source in configured and (h.stale or h.failing)
+    ]
 
 
 def _digest(authorization: str | None) -> str | None:

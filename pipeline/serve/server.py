@@ -18,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pipeline.errors import BadInput
 
 log = logging.getLogger("modelwatch.serve")
 
@@ -139,6 +143,26 @@ def config(
     )
 
 
+def bind(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
+    """A listening socket on host:port (port 0: any free one), so the caller learns the
+    real port, and a port in use, before anything is announced."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def run(
     app: Any,
     *,
@@ -147,8 +171,10 @@ def run(
     header_timeout: float = HEADER_TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
     log_level: str = "warning",
+    on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve `app` on host:port until interrupted."""
+    """Serve `app` on host:port until interrupted (SIGINT or SIGTERM: a graceful stop).
+    `on_ready(host, port)` is called once the socket listens, with the real port."""
     cfg = config(
         app,
         host=host,
@@ -157,4 +183,10 @@ def run(
         max_connections=max_connections,
         log_level=log_level,
     )
-    uvicorn.Server(cfg).run()
+    sock = bind(host, port, backlog=cfg.backlog)
+    if on_ready is not None:
+        on_ready(host, sock.getsockname()[1])
+    try:
+        uvicorn.Server(cfg).run(sockets=[sock])
+    finally:
+        sock.close()
