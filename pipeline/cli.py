@@ -545,6 +545,19 @@ def tokens_add(
     sys.stdout.write(token + "\n")
 
 
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="the token's name")],
+    db: DbOption = None,
+) -> None:
+    """Delete a token: requests with it get 401 from now on."""
+    from pipeline.serve.tokens import revoke_token
+
+    with open_store(db) as store:
+        revoke_token(store, name)
+    err.print(f"token {name!r} revoked")
+
+
 @tokens_app.command("list")
 def tokens_list(db: DbOption = None) -> None:
     """Token names and scopes (never the tokens)."""

@@ -3,6 +3,7 @@ a port in use is one line, `/healthz` tells the truth, no parameter is silently 
 
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,3 +105,30 @@ def test_a_parameter_a_route_does_not_take_is_a_400(history_db, url):
     assert answer.status_code == 400
     text = json.dumps(answer.json())
     assert "not supported" in text
+
+
+def test_tokens_are_checked_revocable_and_an_unknown_one_is_called_unknown(history_db, tmp_path):
+    from tests.conftest import run_cli
+
+    db = tmp_path / "tokens.duckdb"
+    shutil.copy(history_db, db)
+    bad_model = run_cli("tokens", "add", "a", "--models", "no-such-model", "--db", str(db))
+    assert bad_model.returncode == 1 and "'no-such-model' was never in a stored catalog" in (
+        bad_model.stderr
+    )
+    bad_group = run_cli("tokens", "add", "b", "--group", "nosuchgroup", "--db", str(db))
+    assert bad_group.returncode == 1
+    assert "--group 'nosuchgroup' is not a stored source; accepted: default, aihubmix" in (
+        bad_group.stderr
+    )
+    made = run_cli("tokens", "add", "c", "--group", "default", "--db", str(db))
+    token = made.stdout.strip()
+    client = _asgi(create_app(db))
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    short = client.get("/v1/models", headers={"Authorization": "Bearer abc"})
+    assert short.status_code == 401 and "Incorrect API key" in short.json()["error"]["message"]
+    assert run_cli("tokens", "revoke", "c", "--db", str(db)).returncode == 0
+    client = _asgi(create_app(db))
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    again = run_cli("tokens", "revoke", "c", "--db", str(db))
+    assert again.returncode == 1 and "no token named 'c'" in again.stderr

@@ -26,6 +26,7 @@ sees:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import secrets
@@ -38,7 +39,7 @@ from pipeline.timeutil import utcnow
 
 TOKEN_PREFIX = "mw-"
 DEFAULT_GROUP = "default"
-_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{8,200}$")
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ def add_token(
         models = [m.strip() for m in models if m.strip()]
         if not models:
             raise BadInput("--models lists no model")
+        known = {m for _, m in store.model_ids()}
+        unknown = [m for m in models if m not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise BadInput(f"--models: {unknown[0]!r} was never in a stored catalog{hint}")
+    if group is not None and group != DEFAULT_GROUP and group not in store.sources():
+        accepted = ", ".join([DEFAULT_GROUP, *store.sources()])
+        raise BadInput(f"--group {group!r} is not a stored source; accepted: {accepted}")
     if store.token_named(name):
         raise BadInput(f"a token named {name!r} exists already")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -84,14 +94,24 @@ def list_tokens(store: Store) -> list[dict[str, Any]]:
     return store.tokens()
 
 
+def revoke_token(store: Store, name: str) -> None:
+    """Delete a token: its holder gets 401 from the next request on."""
+    if not store.token_named(name):
+        names = ", ".join(t["name"] for t in store.tokens()) or "none"
+        raise BadInput(f"no token named {name!r}; tokens: {names}")
+    store.remove_token(name)
+
+
 def scope_of(store: Store, authorization: str | None) -> TokenScope:
     """The scope of a request's credentials; `Unauthorized` when they are bad."""
     if authorization is None:
         return ANONYMOUS
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not _TOKEN_SHAPE.match(token):
+    if scheme.lower() != "bearer" or not token or " " in token:
         raise Unauthorized("Malformed Authorization header; expected 'Bearer <token>'.")
+    if not _TOKEN_SHAPE.match(token):  # no token of ours looks like this: unknown
+        raise Unauthorized("Incorrect API key provided.")
     found = store.token_by_hash(token_hash(token))
     if found is None:
         raise Unauthorized("Incorrect API key provided.")

@@ -238,6 +238,9 @@ class Store(Reads):
             "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)", [name, sha256, models, group, created_at]
         )
 
+    def remove_token(self, name: str) -> None:
+        self._rows("DELETE FROM tokens WHERE name = ?", [name])
+
     def rewind(self, source: str, since: datetime) -> list[dict[str, Any]]:
         """Undo every fetch of `source` at or after `since`, inside the caller's
         transaction, and return their fetch-log rows (oldest first) so they can be applied
