@@ -253,6 +253,12 @@ def _fetch(
     if etag:
         headers["If-None-Match"] = etag
     if token:
+        if not token.isascii() or not token.isprintable() or " " in token:
+            # never quoted: the message must not carry the secret
+            raise BadInput(
+                "the bearer token holds spaces, control or non-ASCII characters, "
+                "which an HTTP header cannot carry"
+            )
         headers["Authorization"] = f"Bearer {token}"
 
     spent = 0.0  # seconds used so far: request time (measured) plus waits (as requested)

@@ -152,3 +152,13 @@ def test_an_etag_that_echoes_the_token_is_never_stored_or_sent_back(store):
     assert sent == [None, None]
     assert store.execute("SELECT etag FROM fetch_log") == [(None,), (None,)]
     assert "aihubmix" in store.private_sources()
+
+
+@pytest.mark.parametrize("token", ["tök/en", "tok\r\nX-Evil:1", "two words"])
+def test_a_token_no_header_can_carry_is_one_clear_error_that_does_not_quote_it(store, token):
+    from pipeline.errors import BadInput
+    from pipeline.ingest import snapshot
+
+    with pytest.raises(BadInput, match="cannot carry") as caught:
+        snapshot(store, source="aihubmix", url="http://127.0.0.1:9/m", token=token)
+    assert token not in str(caught.value)
