@@ -13,6 +13,7 @@ Events:
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,8 @@ from prefect.events import emit_event
 from prefect.tasks import exponential_backoff
 
 from pipeline.config import Config, HoldPolicy, SourceConfig, load_config, resolve_db
-from pipeline.errors import FetchError, ModelwatchError, RunFailed
-from pipeline.ingest import (
-    FetchPlan,
-    Skipped,
-    plan_fetch,
-    record_fetch_error,
-    release_holds,
-    store_response,
-)
+from pipeline.errors import FetchError, ModelwatchError, PayloadRejected, RunFailed
+from pipeline.ingest import FetchPlan, Skipped, Spooled, plan_at, write_at
 from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
 from pipeline.store import Store
 from pipeline.store.locking import db_lock
@@ -43,9 +37,19 @@ def _db(db: str | None, config: Config | None = None) -> Path:
 
 
 @task(name="plan-fetch")
-def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan | Skipped:
-    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
-        return plan_fetch(store, source=source.name, kind=source.kind, url=source.url, force=force)
+def plan_task(
+    db: str, source: SourceConfig, force: bool = False, accept_mass_removal: bool = False
+) -> FetchPlan | Skipped:
+    """Plan from the store, holding it only to read; a busy store gives a plain GET."""
+    return plan_at(
+        Path(db),
+        source=source.name,
+        kind=source.kind,
+        url=source.url,
+        force=force,
+        accept_mass_removal=accept_mass_removal,
+        hold_policy=source.hold,
+    )
 
 
 @task(
@@ -63,9 +67,11 @@ def fetch_task(plan: FetchPlan, token_env: str | None = None) -> Any:
 
 
 @task(name="record-failure")
-def record_failure_task(db: str, plan: FetchPlan, error: FetchError) -> IngestResult:
-    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
-        return record_fetch_error(store, plan, error)
+def record_failure_task(db: str, plan: FetchPlan, error: FetchError, private: bool = False) -> str:
+    """Record a failed fetch (or spool it while the store is busy); its outcome."""
+    with suppress(FetchError):  # recorded (or spooled): the flow raises it itself
+        write_at(Path(db), plan, error, private=private, lock_timeout=LOCK_TIMEOUT)
+    return str(Outcome.REJECTED if isinstance(error, PayloadRejected) else Outcome.FAILED)
 
 
 @task(name="store")
@@ -76,19 +82,17 @@ def store_task(
     accept_mass_removal: bool = False,
     private: bool = False,
     hold_policy: HoldPolicy | None = None,
-) -> IngestResult:
-    with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db) as store:
-        if private:  # fetched with a token: a token-scoped list, never served publicly
-            store.mark_private(plan.source, plan.started)
-        if accept_mass_removal:  # what earlier runs held applies first, at its own times
-            release_holds(store, plan.source, kind=plan.kind)
-        return store_response(
-            store,
-            plan,
-            response,
-            accept_mass_removal=accept_mass_removal,
-            hold_policy=hold_policy,
-        )
+) -> IngestResult | Spooled:
+    """Write what was fetched; a store still busy after LOCK_TIMEOUT s gets it spooled."""
+    return write_at(
+        Path(db),
+        plan,
+        response,
+        private=private,  # fetched with a token: a token-scoped list, never public
+        accept_mass_removal=accept_mass_removal,
+        hold_policy=hold_policy,
+        lock_timeout=LOCK_TIMEOUT,
+    )
 
 
 def changes_markdown(result: IngestResult, price_rows: list[dict[str, Any]]) -> str:
@@ -256,7 +260,7 @@ def snapshot_catalog(
         )
     path = str(_db(db, config))
     spec.token()  # a named token variable that is unset fails the run now, as in the CLI
-    plan = plan_task(path, spec, force)
+    plan = plan_task(path, spec, force, accept_mass_removal)
     if isinstance(plan, Skipped):
         logger.info("%s: skipped, fresh until %s", source, plan.fresh_until)
         return {"source": source, "outcome": "skipped"}
@@ -269,10 +273,13 @@ def snapshot_catalog(
     try:
         response = fetch(plan, spec.token_env)
     except FetchError as exc:
-        failed = record_failure_task(path, plan, exc)
-        _fail_event(source, failed.outcome, str(exc))
+        outcome = record_failure_task(path, plan, exc, bool(spec.token_env))
+        _fail_event(source, outcome, str(exc))
         raise
     result = store_task(path, plan, response, accept_mass_removal, bool(spec.token_env), spec.hold)
+    if isinstance(result, Spooled):
+        logger.warning("%s: the store is busy (%s); spooled %s", source, result.reason, result.path)
+        return {"source": source, "outcome": "spooled", "path": str(result.path)}
     counts = report_task(path, result)
     report_to = report_path or config.report
     if report_to and result.outcome is Outcome.NEW:

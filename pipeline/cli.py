@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -87,6 +88,16 @@ def db_path(db: Path | None, config: Any = None) -> Path:
     return resolve_db(db, config)
 
 
+def _writable(db: Path | None) -> Path:
+    """The database path a writer uses; the default folder is created for it."""
+    from pipeline.config import DEFAULT_DB
+
+    path = db_path(db)
+    if path == DEFAULT_DB:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def open_store(db: Path | None, *, read_only: bool = False, config: Any = None) -> Store:
     """The store; the default folder is created for a writer, and a reader that finds no
     store is told how to make one."""
@@ -150,18 +161,24 @@ def snapshot(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="seconds for the whole fetch, retries included")
     ] = 60.0,
+    wait: Annotated[
+        float, typer.Option(min=0, help="seconds to wait for a busy store before spooling")
+    ] = 10.0,
     db: DbOption = None,
 ) -> None:
-    """Fetch a catalog once (conditional GET) and store it."""
-    from pipeline.ingest import Skipped
-    from pipeline.ingest import snapshot as take_snapshot
+    """Fetch a catalog once (conditional GET) and store it.
+
+    The store is held only to plan and to write: while another process holds it, the
+    answer is spooled beside it and applied by the next run (exit 0)."""
+    from pipeline.ingest import Skipped, Spooled, snapshot_at
 
     token = os.environ.get(token_env) if token_env else None
     if token_env and not token:
         raise BadInput(f"environment variable {token_env!r} is not set")
-    with open_store(db) as store:
-        result = take_snapshot(
-            store,
+    path = _writable(db)
+    with err.status(f"{source}: fetching", spinner="dots") if err.is_terminal else nullcontext():
+        result = snapshot_at(
+            path,
             source=source,
             kind=kind,
             url=url,
@@ -171,7 +188,15 @@ def snapshot(
             max_attempts=retries + 1,
             timeout=timeout,
             hold_policy=_hold_policy(source),
+            lock_timeout=wait,
         )
+    if isinstance(result, Spooled):
+        out.print(
+            f"{source} {iso(result.fetched_at)}: spooled, the store is busy "
+            f"({result.reason}); the next run that can write applies it",
+            markup=False,
+        )
+        return
     if isinstance(result, Skipped):
         out.print(
             f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
@@ -230,7 +255,7 @@ def _replay(
 ) -> list[IngestResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from pipeline.ingest import release_holds, scan_payloads
+    from pipeline.ingest import drain_spool, release_holds, scan_payloads
     from pipeline.ingest import replay as run_replay
 
     files, others = scan_payloads(directory)
@@ -248,6 +273,7 @@ def _replay(
             disable=not err.is_terminal,
         ) as progress,
     ):
+        drain_spool(store, store.path)  # fetches spooled while the store was busy go first
         if accept_mass_removal:  # what earlier runs held applies first, at its own times
             _say_released(source, release_holds(store, source, kind=kind))
         task = progress.add_task(source, total=len(files))
@@ -627,6 +653,15 @@ def status(config: ConfigOption = None, db: DbOption = None) -> None:
             str(h.interval),
         )
     out.print(table)
+    from pipeline.store.spool import Spool
+
+    waiting = Spool(db_path(db, cfg)).entries()
+    if waiting:
+        err.print(
+            f"{len(waiting)} fetches wait in the spool (the store was busy), oldest "
+            f"{iso(waiting[0].fetched_at)}; the next snapshot or replay applies them",
+            markup=False,
+        )
     for h in rows:
         if h.hold:
             err.print(f"{h.source}: held {h.hold}", markup=False)

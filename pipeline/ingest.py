@@ -24,7 +24,15 @@ from weakref import WeakKeyDictionary
 import httpx
 
 from pipeline.config import HoldPolicy
-from pipeline.errors import BadInput, FetchError, PayloadRejected, upstream_message
+from pipeline.errors import (
+    BadInput,
+    FetchError,
+    PayloadRejected,
+    StoreError,
+    StoreLocked,
+    UpstreamError,
+    upstream_message,
+)
 from pipeline.normalise import normalise_items
 from pipeline.outcome import IngestResult, Outcome
 from pipeline.secrets import redact
@@ -37,6 +45,8 @@ from pipeline.store import (
     content_hash,
     order_hash,
 )
+from pipeline.store.locking import db_lock
+from pipeline.store.spool import Spool, SpoolEntry
 from pipeline.timeutil import iso, looks_timed, time_from_filename, utcnow
 
 if TYPE_CHECKING:
@@ -524,4 +534,196 @@ def release_holds(
                     accept_mass_removal=True,
                 )
             )
+    return results
+
+
+# -- a fetch against a database file: never lost to a busy store ---------------------------
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """The store could not be written: the fetch's answer waits in the spool."""
+
+    source: str
+    fetched_at: datetime
+    path: Path
+    reason: str
+
+
+def plan_at(
+    db: Path,
+    *,
+    source: str,
+    kind: str | None = None,
+    url: str | None = None,
+    force: bool = False,
+    accept_mass_removal: bool = False,
+    hold_policy: HoldPolicy | None = None,
+    now: Callable[[], datetime] = utcnow,
+    lock_timeout: float = 2.0,
+) -> FetchPlan | Skipped:
+    """Plan a fetch of `source` from the store at `db`, holding it only to read (and to
+    apply what the spool holds). A busy store gives an unconditional fetch: the plan
+    never waits for it."""
+    try:
+        with db_lock(db, timeout=lock_timeout), Store.open(db, lock_timeout=lock_timeout) as store:
+            drain_spool(store, db, hold_policy=hold_policy)
+            if accept_mass_removal:  # what earlier fetches held applies first
+                release_holds(store, source, kind=kind)
+            return plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
+    except StoreLocked:
+        spec = get_source(kind or source)
+        return FetchPlan(
+            source=source, kind=spec.name, url=url or spec.default_url, etag=None, started=now()
+        )
+
+
+def write_at(
+    db: Path,
+    plan: FetchPlan,
+    answer: FetchResponse | FetchError,
+    *,
+    private: bool = False,
+    accept_mass_removal: bool = False,
+    hold_policy: HoldPolicy | None = None,
+    lock_timeout: float = 10.0,
+) -> IngestResult | Spooled:
+    """Write what a fetch got into the store at `db`, waiting up to `lock_timeout` s for
+    it; if it still cannot be written the answer goes to the spool (SPEC 3). A fetch that
+    failed is recorded (or spooled) and then raised."""
+    try:
+        with db_lock(db, timeout=lock_timeout), Store.open(db, lock_timeout=lock_timeout) as store:
+            drain_spool(store, db, hold_policy=hold_policy)
+            if private:
+                store.mark_private(plan.source, plan.started)
+            if isinstance(answer, FetchError):
+                record_fetch_error(store, plan, answer)
+                raise answer
+            return store_response(
+                store,
+                plan,
+                answer,
+                accept_mass_removal=accept_mass_removal,
+                hold_policy=hold_policy,
+            )
+    except StoreError as exc:
+        path = Spool(db).put(_spool_entry(plan, answer, private=private))
+        if not isinstance(exc, StoreLocked):
+            raise StoreError(f"{exc}; the answer is kept in {path} for the next run") from exc
+        if isinstance(answer, FetchError):
+            raise answer from None
+        return Spooled(plan.source, plan.started, path, reason=str(exc))
+
+
+def snapshot_at(
+    db: Path,
+    *,
+    source: str,
+    kind: str | None = None,
+    url: str | None = None,
+    force: bool = False,
+    accept_mass_removal: bool = False,
+    client: httpx.Client | None = None,
+    token: str | None = None,
+    max_attempts: int = 4,
+    timeout: float | None = None,
+    hold_policy: HoldPolicy | None = None,
+    now: Callable[[], datetime] = utcnow,
+    lock_timeout: float = 10.0,
+) -> IngestResult | Skipped | Spooled:
+    """`snapshot` against a database file, holding the store only to plan and to write:
+    a fetch made while another process holds it is spooled, never lost."""
+    plan = plan_at(
+        db,
+        source=source,
+        kind=kind,
+        url=url,
+        force=force,
+        accept_mass_removal=accept_mass_removal,
+        hold_policy=hold_policy,
+        now=now,
+        lock_timeout=min(lock_timeout, 2.0),
+    )
+    if isinstance(plan, Skipped):
+        return plan
+    answer: FetchResponse | FetchError
+    try:
+        answer = fetch(plan, client=client, token=token, max_attempts=max_attempts, timeout=timeout)
+    except FetchError as exc:
+        answer = exc
+    return write_at(
+        db,
+        plan,
+        answer,
+        private=bool(token),
+        accept_mass_removal=accept_mass_removal,
+        hold_policy=hold_policy,
+        lock_timeout=lock_timeout,
+    )
+
+
+def _spool_entry(
+    plan: FetchPlan, answer: FetchResponse | FetchError, *, private: bool
+) -> SpoolEntry:
+    entry = SpoolEntry(
+        source=plan.source,
+        kind=plan.kind,
+        url=plan.url,
+        fetched_at=plan.started,
+        sent_etag=plan.etag,
+        private=private,
+        status=answer.status,
+        body=answer.body,
+    )
+    if isinstance(answer, FetchError):
+        failure = "rejected" if isinstance(answer, PayloadRejected) else "failed"
+        return replace(entry, failure=failure, error=str(answer))
+    return replace(entry, etag=answer.etag, max_age=answer.max_age)
+
+
+def drain_spool(
+    store: Store, db: Path | str, *, hold_policy: HoldPolicy | None = None
+) -> list[IngestResult]:
+    """Apply what the spool beside `db` holds, oldest fetch first, each at its own time;
+    an entry the store already has (a kill between writing and deleting) is dropped."""
+    from pipeline.fetch import FetchResponse
+
+    spool = Spool(db)
+    results: list[IngestResult] = []
+    for entry in spool.entries():
+        digest = content_hash(entry.body) if entry.body is not None else None
+        logged = store.fetches_at(entry.source, entry.fetched_at)
+        if any(
+            h == digest and (o != Outcome.FAILED or entry.failure == "failed") for h, o in logged
+        ):
+            spool.remove(entry)
+            continue
+        plan = FetchPlan(
+            source=entry.source,
+            kind=entry.kind,
+            url=entry.url,
+            etag=entry.sent_etag,
+            started=entry.fetched_at,
+        )
+        if entry.private:
+            store.mark_private(entry.source, entry.fetched_at)
+        try:
+            if entry.failure is not None:
+                kind = PayloadRejected if entry.failure == "rejected" else UpstreamError
+                failure = kind(entry.error or "", status=entry.status, body=entry.body)
+                results.append(record_fetch_error(store, plan, failure))
+            else:
+                response = FetchResponse(
+                    url=entry.url,
+                    status=entry.status or 200,
+                    body=entry.body,
+                    etag=entry.etag,
+                    max_age=entry.max_age,
+                    attempts=1,
+                )
+                results.append(store_response(store, plan, response, hold_policy=hold_policy))
+        except BadInput as exc:  # e.g. older than a fetch another process stored since
+            spool.set_aside(entry, str(exc))
+            continue
+        spool.remove(entry)
     return results
