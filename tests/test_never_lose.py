@@ -162,3 +162,41 @@ def test_a_token_no_header_can_carry_is_one_clear_error_that_does_not_quote_it(s
     with pytest.raises(BadInput, match="cannot carry") as caught:
         snapshot(store, source="aihubmix", url="http://127.0.0.1:9/m", token=token)
     assert token not in str(caught.value)
+
+
+def test_a_replay_that_hits_a_file_size_limit_is_one_line_and_a_rerun_repairs_it(tmp_path, bundled):
+    """A real failing filesystem: `ulimit -f` in the child (Python ignores SIGXFSZ, so the
+    write fails with EFBIG, as on a full disk)."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import HISTORY
+
+    db = tmp_path / "limited.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:5]:
+            ingest(store, body, source="aihubmix", fetched_at=at)
+    modelwatch = shutil.which("modelwatch")
+    limited = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'ulimit -f 100; exec "$0" "$@"',
+            modelwatch,
+            "replay",
+            str(HISTORY),
+            "--db",
+            str(db),
+            "--accept-mass-removal",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert limited.returncode == 1, limited.stderr
+    assert "File too large" in limited.stderr and "Traceback" not in limited.stderr
+    again = run_cli("replay", str(HISTORY), "--db", str(db), "--accept-mass-removal")
+    assert again.returncode == 0, again.stderr
+    with Store.open(db, read_only=True) as store:
+        repaired = history(store)
+    assert repaired == clean_run(bundled)
