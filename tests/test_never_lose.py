@@ -200,3 +200,33 @@ def test_a_replay_that_hits_a_file_size_limit_is_one_line_and_a_rerun_repairs_it
     with Store.open(db, read_only=True) as store:
         repaired = history(store)
     assert repaired == clean_run(bundled)
+
+
+def test_kill_9_during_a_replay_never_tears_the_history(tmp_path, bundled):
+    """Killed at three moments, then run to the end: the same history as a clean run."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import HISTORY
+
+    db = tmp_path / "killed.duckdb"
+    command = [shutil.which("modelwatch"), "replay", str(HISTORY), "--db", str(db)]
+    for delay in (0.8, 1.3, 1.9):
+        proc = subprocess.Popen(
+            [*command, "--accept-mass-removal"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    done = run_cli("replay", str(HISTORY), "--db", str(db), "--accept-mass-removal")
+    assert done.returncode == 0, done.stderr
+    with Store.open(db, read_only=True) as store:
+        assert history(store) == clean_run(bundled)
+        log = store.execute(
+            "SELECT fetched_at, count(*) FROM fetch_log GROUP BY ALL HAVING count(*) > 1"
+        )
+    assert log == []  # every fetch logged once

@@ -148,3 +148,27 @@ def test_snapshot_at_spools_when_the_store_cannot_be_opened_in_time(tmp_path, up
         applied = drain_spool(store, db)
     assert [r.outcome for r in applied] == [Outcome.NEW]
     assert versions(db)[0][1] <= result.fetched_at < datetime.now() + timedelta(days=1)
+
+
+def test_a_write_that_fails_keeps_the_fetched_answer_in_the_spool(
+    tmp_path, upstream, bundled, monkeypatch
+):
+    from pipeline.errors import StoreError
+
+    db = tmp_path / "catalog.duckdb"
+    with Store.open(db) as store:
+        ingest(store, bundled[0][1], source="aihubmix", fetched_at=bundled[0][0])
+    upstream.body = bundled[1][1]
+
+    def disk_full(self, write):
+        raise StoreError("could not write the checkpoint: No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "write", disk_full)
+        with pytest.raises(StoreError, match="the answer is kept in .*spool"):
+            snapshot_at(db, source="aihubmix", url=upstream.url)
+    [entry] = Spool(db).entries()
+    assert entry.body == bundled[1][1]
+    with Store.open(db) as store:
+        assert [r.outcome for r in drain_spool(store, db)] == [Outcome.NEW]
+        assert store.catalog_as_of("aihubmix", entry.fetched_at).height > 0
