@@ -9,6 +9,7 @@ from typing import Any
 
 from flows.snapshot import check_staleness, snapshot_catalog
 from pipeline.config import Config
+from pipeline.errors import BadInput
 
 STALENESS_CRON = "*/15 * * * *"
 
@@ -44,6 +45,15 @@ def deployments(
 def serve_all(
     config: Config, *, db: Path, config_path: str | None = None, interval: timedelta | None = None
 ) -> None:
+    """Serve the deployments against the Prefect server of `PREFECT_API_URL`. Without one,
+    Prefect would start a temporary server that schedules nothing: refuse instead."""
     from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise BadInput(
+            "modelwatch schedule needs a Prefect server: run `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (or use cron with `modelwatch snapshot`)"
+        )
 
     serve(*deployments(config, db=str(db), config_path=config_path, interval=interval))

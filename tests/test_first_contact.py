@@ -53,3 +53,13 @@ def test_demo_works_from_any_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "catalog.duckdb").exists()
     assert (tmp_path / "data" / "report.html").exists()
+
+
+def test_schedule_without_a_prefect_server_says_so_in_one_line(tmp_path):
+    env = {"HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": ""}
+    done = run_cli(
+        "schedule", "--db", str(tmp_path / "x.duckdb"), cwd=tmp_path, env=env, child=True
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: modelwatch schedule needs a Prefect server")
+    assert done.stderr.count("\n") == 1
