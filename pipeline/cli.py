@@ -354,7 +354,10 @@ def models(
             sort_by=sort_by,
             sort_order=sort_order,
         )
+        first = store.snapshot_times(source)["observed_at"].min() if frame.height == 0 else None
     _print_models(frame, fmt)
+    if isinstance(first, datetime) and when is not None and when < first:
+        err.print(f"the {source} history starts at {iso(first)}; try --as-of {iso(first)}")
 
 
 def _print_frame(frame: Any, fmt: Format, title: str | None = None) -> None:

@@ -47,9 +47,5 @@ def time_from_filename(name: str) -> datetime:
 
 
 def iso(value: datetime | None) -> str | None:
-    return (
-        None
-        if value is None
-        else value.strftime("%Y-%m-%dT%H:%M:%S")
-        + (f".{value.microsecond:06d}Z" if value.microsecond else "Z")
-    )
+    """A time as people read it, everywhere the same: `2026-03-01T12:00:00Z` (seconds)."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,6 +1,9 @@
 """First contact (issue 13): what a newcomer touches works and says the right thing."""
 
+import re
 import shutil
+
+import pytest
 
 from tests.conftest import HISTORY, run_cli
 
@@ -63,3 +66,40 @@ def test_schedule_without_a_prefect_server_says_so_in_one_line(tmp_path):
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("error: modelwatch schedule needs a Prefect server")
     assert done.stderr.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    db = tmp / "catalog.duckdb"
+    assert run_cli("replay", str(_small_history(tmp)), "--db", str(db)).returncode == 0
+    return db
+
+
+def test_a_query_before_the_history_says_when_it_starts(small_db):
+    done = run_cli("models", "--as-of", "2000-01-01", "--db", str(small_db))
+    assert done.returncode == 0
+    assert "the aihubmix history starts at 2025-10-18T13:24:33Z" in done.stderr
+
+
+def test_the_cost_of_a_model_not_listed_then_says_when_it_was(small_db):
+    early = run_cli(
+        "cost",
+        "DeepSeek-V3.2-Exp",
+        "--input-tokens",
+        "1",
+        "--output-tokens",
+        "1",
+        "--at",
+        "2020-01-01",
+        "--db",
+        str(small_db),
+    )
+    assert early.returncode == 1
+    assert "it was first listed at 2025-10-18T13:24:33Z" in early.stderr
+
+
+def test_times_print_in_one_format(small_db):
+    done = run_cli("info", "--db", str(small_db))
+    stamps = re.findall(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", done.stdout)
+    assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps)

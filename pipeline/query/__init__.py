@@ -133,7 +133,15 @@ def cost(
     src, model_id = resolve_model(store, model, source=source)
     row = store.catalog_as_of(src, when).filter(pl.col("model_id") == model_id)
     if row.height == 0:
-        raise BadInput(f"model {model_id!r} was not in the {src} catalog at {iso(when)}")
+        versions = store.versions(src, model_id)
+        first, last = versions["valid_from"].min(), versions["valid_to"].max()
+        if isinstance(first, datetime) and when < first:
+            hint = f"; it was first listed at {iso(first)}"
+        elif isinstance(last, datetime):
+            hint = f"; it was last listed until {iso(last)} (try --at a time before that)"
+        else:
+            hint = ""
+        raise BadInput(f"model {model_id!r} was not in the {src} catalog at {iso(when)}{hint}")
     prices = row.row(0, named=True)
     missing = [c for c in ("input_price", "output_price") if prices[c] is None]
     if missing:
