@@ -67,5 +67,8 @@ def _(capabilities, mo):
     return
 
 
-if __name__ == "__main__":
-    app.run()
+if __name__ == "__main__":  # headless: the results as text on stdout
+    from pipeline.report.frames import print_headless
+
+    _, results = app.run()
+    print_headless(results, ['summary', 'membership', 'prices', 'capabilities'])

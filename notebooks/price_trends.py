@@ -74,5 +74,8 @@ def _(cheapest_tools, mo):
     return
 
 
-if __name__ == "__main__":
-    app.run()
+if __name__ == "__main__":  # headless: the results as text on stdout
+    from pipeline.report.frames import print_headless
+
+    _, results = app.run()
+    print_headless(results, ['movers', 'steps', 'medians', 'cheapest_tools'])

@@ -607,7 +607,9 @@ def tokens_list(db: DbOption = None) -> None:
 def report(
     source: SourceOption = "aihubmix",
     since: Annotated[str | None, typer.Option(help="period start (default: the beginning)")] = None,
-    until: Annotated[str | None, typer.Option(help="period end (default: now)")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="period end (default: the last snapshot)")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
     db: DbOption = None,
 ) -> None:

@@ -14,7 +14,7 @@ from pipeline import query
 from pipeline.ingest import ingest
 from pipeline.report import build_report
 from pipeline.store import Store
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 SINCE, UNTIL = datetime(2025, 12, 1), datetime(2026, 5, 1)
 
@@ -187,4 +187,47 @@ def test_report_command(history_db, tmp_path):
         "report", "--db", str(history_db), "--since", "2026-05-01", "--until", "2026-01-01"
     )
     assert bad.returncode == 1
-    assert bad.stderr.startswith("error: --since 2026-05-01T00:00:00Z is not before --until")
+    assert bad.stderr.startswith("error: --since 2026-05-01T00:00:00Z is not before the period")
+
+
+def test_the_period_ends_at_the_last_snapshot_and_long_tables_say_how_to_see_the_rest(
+    history_db, bundled
+):
+    with Store.open(history_db, read_only=True) as store:
+        page = build_report(store)
+    last = bundled[-1][0]
+    assert f"the first snapshot .. {last:%Y-%m-%dT%H:%M:%S}Z" in page
+
+    from pipeline.report.html import html_table
+
+    cut = html_table(pl.DataFrame({"a": range(5)}), limit=2, rest="modelwatch changes --x")
+    assert cut.count("<tr>") == 3  # the header and two rows
+    assert "… and 3 more rows, not shown here: <code>modelwatch changes --x</code>" in cut
+
+
+def test_the_notebooks_run_headless_and_print_their_results(history_db, tmp_path):
+    import subprocess
+    import sys
+
+    for name, heading in (
+        ("changes", "## summary"),
+        ("price_trends", "## medians"),
+        ("capabilities", "## features"),
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                f"notebooks/{name}.py",
+                "--db",
+                str(history_db),
+                "--since",
+                "2026-01-01",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("# aihubmix: 2026-01-01T00:00:00Z .. "), done.stdout[:200]
+        assert heading in done.stdout

@@ -123,7 +123,13 @@ def chart_frontier(points: pl.DataFrame) -> Any:
         )
         .mark_point(filled=True)
         .encode(
-            alt.X("context_length:Q", title="context length (tokens)", scale=alt.Scale(type="log")),
+            alt.X(
+                "context_length:Q",
+                title="context length (tokens)",
+                scale=alt.Scale(type="log"),
+                # 4k, 128k, 1M: full numbers on a log axis run into each other
+                axis=alt.Axis(format="~s", labelOverlap="greedy"),
+            ),
             alt.Y("input_price:Q", title="input USD per 1M tokens", scale=alt.Scale(type="symlog")),
             alt.Color("when:N", title="catalog"),
             tooltip=["model_id:N"],

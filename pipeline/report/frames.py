@@ -38,9 +38,14 @@ def period(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> Period:
-    if since and until and since >= until:
-        raise BadInput(f"--since {iso(since)} is not before --until {iso(until)}")
-    return Period(source=source, since=since, until=until or utcnow())
+    """The period a report covers; it ends at `until`, else at the source's last
+    snapshot (the history says nothing about later: "now" would be a claim it cannot make)."""
+    if until is None:
+        last = store.snapshot_times(source)["observed_at"].max()
+        until = last if isinstance(last, datetime) else utcnow()
+    if since and since >= until:
+        raise BadInput(f"--since {iso(since)} is not before the period's end {iso(until)}")
+    return Period(source=source, since=since, until=until)
 
 
 # -- notebook parameters ----------------------------------------------------------------
@@ -81,6 +86,24 @@ def notebook_period(mo: Any) -> tuple[Store, Period]:
         until=parse_time(params["until"], name="until") if params["until"] else None,
     )
     return store, p
+
+
+def print_headless(defs: Any, names: list[str]) -> None:
+    """What a notebook shows, as text on stdout, when it runs as a plain script
+    (`python notebooks/changes.py --db ...`): the period, then each named result."""
+    p = defs["p"]
+    print(f"# {p.source}: {p.label}")
+    with pl.Config(tbl_rows=40, tbl_cols=10, fmt_str_lengths=50, tbl_width_chars=160):
+        for name in names:
+            value = defs[name]
+            print(f"\n## {name.replace('_', ' ')}")
+            if isinstance(value, dict):
+                print("\n".join(f"{k.replace('_', ' ')}: {v}" for k, v in value.items()))
+            elif isinstance(value, pl.DataFrame) and value.height > 40:
+                print(value)
+                print(f"({value.height} rows; `modelwatch changes --format csv` has them all)")
+            else:
+                print(value)
 
 
 # -- frames -----------------------------------------------------------------------------

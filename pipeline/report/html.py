@@ -63,7 +63,8 @@ def _e(value: Any) -> str:
     return html.escape(re.sub(CONTROL, "\ufffd", str(value)))
 
 
-def html_table(frame: pl.DataFrame, *, limit: int = 200) -> str:
+def html_table(frame: pl.DataFrame, *, limit: int = 200, rest: str = "") -> str:
+    """A table of at most `limit` rows; `rest` is the command that lists them all."""
     if frame.height == 0:
         return "<p>None in this period.</p>"
     head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
@@ -79,7 +80,13 @@ def html_table(frame: pl.DataFrame, *, limit: int = 200) -> str:
             )
             cells.append(f"<td{cls}>{_e(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f"<p>… and {frame.height - limit} more.</p>" if frame.height > limit else ""
+    more = (
+        f"<p>… and {frame.height - limit} more rows, not shown here"
+        + (f": <code>{_e(rest)}</code> lists them all" if rest else "")
+        + ".</p>"
+        if frame.height > limit
+        else ""
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
@@ -133,13 +140,15 @@ def build_report(
     parts += ["<h2>Charts</h2>"] + [
         f'<div class=chart id="chart-{name}">{svg(chart)}</div>' for name, chart in charts
     ]
+    window = (f" --since {iso(p.since)}" if p.since else "") + f" --until {iso(p.until)}"
+    every_change = f"modelwatch changes --source {source}{window} --format csv"
     parts += [
         "<h2>Price changes</h2>",
-        html_table(prices),
+        html_table(prices, rest=every_change),
         "<h2>Models added, removed, returned</h2>",
-        html_table(membership(feed)),
+        html_table(membership(feed), rest=every_change),
         "<h2>Capability changes</h2>",
-        html_table(capability_changes(feed)),
+        html_table(capability_changes(feed), rest=every_change),
     ]
     parts.append("<h2>Catalog at the end of the period</h2>")
     parts.append(
@@ -151,7 +160,8 @@ def build_report(
                 "input_price",
                 "output_price",
                 "context_length",
-            )
+            ),
+            rest=f"modelwatch models --source {source} --as-of {iso(p.until)} --format csv",
         )
     )
     parts.append("</body></html>")
