@@ -23,6 +23,22 @@ DOCS = DATA / "aihubmix-docs"
 HISTORY = DATA / "aihubmix-modelsdev"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """The suite leaves no child process running (servers, schedulers, Prefect engines)."""
+    import psutil
+
+    yield
+    me = psutil.Process()
+    left = [p for p in me.children(recursive=True) if p.is_running()]
+    _, alive = psutil.wait_procs(left, timeout=10)
+    for proc in alive:
+        proc.kill()
+    assert not alive, "processes left behind: " + ", ".join(
+        " ".join(p.cmdline()[:4]) for p in alive if p.is_running()
+    )
+
+
 @pytest.fixture
 def store():
     from pipeline.store import Store
