@@ -1,5 +1,6 @@
 """First contact (issue 13): what a newcomer touches works and says the right thing."""
 
+import os
 import re
 import shutil
 
@@ -103,3 +104,20 @@ def test_times_print_in_one_format(small_db):
     done = run_cli("info", "--db", str(small_db))
     stamps = re.findall(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", done.stdout)
     assert stamps and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps)
+
+
+def test_a_damaged_store_is_one_line_naming_it(small_db, tmp_path):
+    damaged = tmp_path / "damaged.duckdb"
+    data = bytearray(small_db.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 200_000] = os.urandom(200_000)
+    damaged.write_bytes(bytes(data))
+    for args in (["changes"], ["models"], ["info"]):
+        done = run_cli(*args, "--db", str(damaged))
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith(f"error: database '{damaged}' cannot be read"), done.stderr
+        assert done.stderr.count("\n") == 1
+
+
+def test_db_help_keeps_its_default_text():
+    done = run_cli("models", "--help", env={"COLUMNS": "200"})
+    assert "else data/catalog.duckdb" in done.stdout

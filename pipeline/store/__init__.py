@@ -87,7 +87,11 @@ class Store(Reads):
         self._archive = RawArchive(con)
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
-        ensure_schema(con, path, read_only=read_only)
+        try:
+            ensure_schema(con, path, read_only=read_only)
+        except duckdb.Error as exc:
+            con.close()
+            raise self._failure(exc) from None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -151,10 +155,24 @@ class Store(Reads):
 
     def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """A query's result as a polars frame."""
-        return pl.DataFrame(self._con.sql(sql, params=params))  # Arrow stream: no pyarrow
+        try:
+            return pl.DataFrame(self._con.sql(sql, params=params))  # Arrow stream: no pyarrow
+        except duckdb.Error as exc:
+            raise self._failure(exc) from exc
 
     def _rows(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Any]:
-        return self._con.execute(sql, params if params is not None else []).fetchall()
+        try:
+            return self._con.execute(sql, params if params is not None else []).fetchall()
+        except duckdb.Error as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: duckdb.Error) -> Exception:
+        """A damaged file is the store's error, in one line; anything else (a bad query, a
+        constraint inside a write) stays DuckDB's, for the caller that made it."""
+        first = " ".join(str(exc).split())
+        if "corrupt" in first.lower() or isinstance(exc, duckdb.IOException):
+            return StoreError(f"database {self.path!r} cannot be read: {first[:300]}")
+        return exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
