@@ -56,10 +56,12 @@ def create_app(
     store: Store | None = None,
     source: str = "aihubmix",
     config: Config | None = None,
+    busy_wait: float = 5.0,
 ) -> Starlette:
     """The ASGI app; give a database path (served read-only) or an open `Store` (tests).
-    `config` names the sources whose staleness `/healthz` reports."""
-    mirror = Mirror(db, store=store, source=source)
+    `config` names the sources whose staleness `/healthz` reports; `busy_wait` is how long
+    a query never answered before waits for a busy store before a 503."""
+    mirror = Mirror(db, store=store, source=source, wait=busy_wait)
 
     async def api_models(request: Request) -> Response:
         from pipeline.query import models

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.errors import BadInput
-from pipeline.store import Store
+from pipeline.errors import BadInput, StoreLocked
+from pipeline.store import Store, writer_waiting
 
 T = TypeVar("T")
 
@@ -30,6 +30,7 @@ class Mirror:
         store: Store | None = None,
         source: str = "aihubmix",
         cache_size: int = 512,
+        wait: float = 5.0,
     ):
         if (db is None) == (store is None):
             raise ValueError("give exactly one of db or store")
@@ -39,7 +40,11 @@ class Mirror:
         self.store = store
         self.source = source
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        # the newest value computed for each key, whatever the version: served while the
+        # store is busy (stale-while-revalidate), so an answer once given never goes dark
+        self._last: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
+        self.wait = wait  # seconds a query never answered waits for a busy store
         self._lock = threading.Lock()
 
     def version(self) -> tuple[Any, ...]:
@@ -60,13 +65,16 @@ class Mirror:
 
     def remember(self, full_key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
-            self._cache[full_key] = value
-            self._cache.move_to_end(full_key)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            for cache, key in ((self._cache, full_key), (self._last, full_key[1:])):
+                cache[key] = value
+                cache.move_to_end(key)
+                while len(cache) > self._cache_size:
+                    cache.popitem(last=False)
 
     def compute(self, key: tuple[Any, ...], compute: Callable[[Store], T]) -> T:
-        """The cached value for `key`, or `compute` over a briefly opened store."""
+        """The cached value for `key`, or `compute` over a briefly opened store. While the
+        store is busy (a writer holds it, or waits for it) the last value computed for
+        `key` is returned; a key never computed waits a little, then `StoreLocked`."""
         full_key = (self.version(), *key)
         hit = self.cached(full_key)
         if hit is not None:
@@ -76,7 +84,16 @@ class Mirror:
         else:
             if not self.path or not self.path.exists():
                 raise BadInput(f"database {str(self.path)!r} does not exist")
-            with Store.open(self.path, read_only=True, lock_timeout=5.0) as store:
-                result = compute(store)
+            stale = self._last.get(key)
+            try:
+                if writer_waiting(self.path):
+                    raise StoreLocked("a writer is waiting for the database")
+                wait = 0.5 if stale is not None else self.wait
+                with Store.open(self.path, read_only=True, lock_timeout=wait) as store:
+                    result = compute(store)
+            except StoreLocked:
+                if stale is not None:
+                    return stale  # type: ignore[no-any-return]
+                raise
         self.remember(full_key, result)
         return result

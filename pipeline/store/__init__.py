@@ -42,6 +42,20 @@ from pipeline.store.schema import ensure_schema
 # New files are written in a storage format that the registry's `duckdb` shell (1.5.x)
 # opens, so analysts can query the store with the SQL tool they have (SPEC 7).
 STORAGE_VERSION = "v1.5.0"
+# A writer waiting for the file says so beside it: short-lived readers (the served API)
+# do not open the file while this is fresh, so a flood of queries cannot starve writes.
+WRITER_WAITING = ".writer-waiting"
+WRITER_WAITING_FRESH = 30.0  # seconds after which a marker is taken as left by a crash
+
+
+def writer_waiting(path: str | Path) -> bool:
+    """Whether a writer is waiting for the file at `path` (see `WRITER_WAITING`)."""
+    try:
+        age = time.time() - Path(f"{path}{WRITER_WAITING}").stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age < WRITER_WAITING_FRESH
+
 
 __all__ = [
     "FetchMeta",
@@ -52,6 +66,7 @@ __all__ = [
     "VersionChanges",
     "content_hash",
     "order_hash",
+    "writer_waiting",
 ]
 
 
@@ -110,33 +125,42 @@ class Store(Reads):
             if read_only and not Path(target).exists():
                 raise BadInput(f"database {target!r} does not exist; run a snapshot or replay")
         deadline = time.monotonic() + lock_timeout
-        while True:
-            try:
-                con = duckdb.connect(
-                    target,
-                    read_only=read_only and target != ":memory:",
-                    config={"storage_compatibility_version": STORAGE_VERSION},
-                )
-                break
-            except duckdb.IOException as exc:
-                text = str(exc)
-                if "lock" not in text.lower():
-                    raise StoreError(
-                        f"cannot open database {target!r}: {text.splitlines()[0]}"
-                    ) from None
-                if time.monotonic() >= deadline:
-                    holder = (
-                        text.split("(PID", 1)[-1].split(")")[0].strip() if "PID" in text else "?"
+        waiting = Path(f"{target}{WRITER_WAITING}")
+        try:
+            while True:
+                try:
+                    con = duckdb.connect(
+                        target,
+                        read_only=read_only and target != ":memory:",
+                        config={"storage_compatibility_version": STORAGE_VERSION},
                     )
-                    raise StoreLocked(
-                        f"database {target!r} is in use by another process (PID {holder}); "
-                        f"waited {lock_timeout:g}s"
+                    break
+                except duckdb.IOException as exc:
+                    text = str(exc)
+                    if "lock" not in text.lower():
+                        raise StoreError(
+                            f"cannot open database {target!r}: {text.splitlines()[0]}"
+                        ) from None
+                    if time.monotonic() >= deadline:
+                        holder = (
+                            text.split("(PID", 1)[-1].split(")")[0].strip()
+                            if "PID" in text
+                            else "?"
+                        )
+                        raise StoreLocked(
+                            f"database {target!r} is in use by another process (PID {holder}); "
+                            f"waited {lock_timeout:g}s"
+                        ) from None
+                    if not read_only:  # readers see it and stay away until we are in
+                        waiting.touch()
+                    time.sleep(0.1)
+                except duckdb.Error as exc:
+                    raise StoreError(
+                        f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
                     ) from None
-                time.sleep(0.1)
-            except duckdb.Error as exc:
-                raise StoreError(
-                    f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
-                ) from None
+        finally:
+            if not read_only:
+                waiting.unlink(missing_ok=True)
         return cls(con, target, read_only=read_only)
 
     def __enter__(self) -> Store:

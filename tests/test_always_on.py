@@ -1,0 +1,97 @@
+"""Always on (issue 14): while another process holds the store, every body the server has
+produced is still served with its ETag; only a query never answered waits, then 503 with
+Retry-After; a waiting writer is not starved by readers."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pipeline.ingest import ingest
+from pipeline.serve import create_app
+from pipeline.store import Store, writer_waiting
+from tests.test_serve import _asgi
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])        # a writer (a replay, a notebook) holds the file
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def served(tmp_path, bundled):
+    db = tmp_path / "served.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:4]:
+            ingest(store, body, source="aihubmix", fetched_at=at)
+    return db
+
+
+def test_bodies_already_served_stay_servable_while_another_process_holds_the_store(served):
+    client = _asgi(create_app(served, busy_wait=0.5))
+    urls = ["/api/v1/models", "/api/v1/models?type=llm&sort_by=model_ratio", "/v1/models"]
+    first = {u: client.get(u) for u in urls}
+    assert all(r.status_code == 200 for r in first.values())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(served), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        (served.parent / "served.duckdb.wal").touch()  # the holder's writes change the file
+        for url, before in first.items():
+            again = client.get(url)
+            assert again.status_code == 200, url
+            assert again.content == before.content
+            assert again.headers["etag"] == before.headers["etag"]
+            cached = client.get(url, headers={"If-None-Match": before.headers["etag"]})
+            assert cached.status_code == 304
+        never = client.get("/api/v1/models?model=claude")
+        assert never.status_code == 503 and never.headers["retry-after"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert client.get("/api/v1/models?model=claude").status_code == 200  # free again
+
+
+def test_a_waiting_writer_keeps_new_readers_away(served):
+    marker = served.parent / "served.duckdb.writer-waiting"
+    marker.touch()
+    assert writer_waiting(served)
+    client = _asgi(create_app(served, busy_wait=0.2))
+    assert client.get("/api/v1/models").status_code == 503  # nothing to serve stale yet
+    marker.unlink()
+    assert client.get("/api/v1/models").status_code == 200
+
+
+def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
+    from pipeline.errors import StoreLocked
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(served), "30"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        outcome = []
+
+        def write():
+            try:
+                Store.open(served, lock_timeout=3)
+            except StoreLocked as exc:
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        seen = False
+        while writer.is_alive() and not seen:
+            seen = writer_waiting(served)
+            time.sleep(0.05)
+        writer.join()
+        assert seen and outcome  # it said it waited, then gave up with StoreLocked
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert not writer_waiting(served)
