@@ -98,4 +98,4 @@ if __name__ == "__main__":  # headless: the results as text on stdout
     from pipeline.report.frames import print_headless
 
     _, results = app.run()
-    print_headless(results, ['features', 'modalities', 'context', 'points'])
+    print_headless(results, ["features", "modalities", "context", "points"])

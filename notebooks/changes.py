@@ -71,4 +71,4 @@ if __name__ == "__main__":  # headless: the results as text on stdout
     from pipeline.report.frames import print_headless
 
     _, results = app.run()
-    print_headless(results, ['summary', 'membership', 'prices', 'capabilities'])
+    print_headless(results, ["summary", "membership", "prices", "capabilities"])

@@ -68,6 +68,9 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="sources file [default: modelwatch.toml]")
+]
 SourceOption = Annotated[str, typer.Option("--source", help="catalog source name")]
 KindOption = Annotated[
     str | None,
@@ -88,11 +91,11 @@ def db_path(db: Path | None, config: Any = None) -> Path:
     return resolve_db(db, config)
 
 
-def _writable(db: Path | None) -> Path:
+def _writable(db: Path | None, config: Any = None) -> Path:
     """The database path a writer uses; the default folder is created for it."""
     from pipeline.config import DEFAULT_DB
 
-    path = db_path(db)
+    path = db_path(db, config)
     if path == DEFAULT_DB:
         path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -550,6 +553,69 @@ def serve(
     run(app_, host=host, port=port, header_timeout=header_timeout, on_ready=ready)
 
 
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free one)")] = 8000,
+    source: SourceOption = "aihubmix",
+    config: ConfigOption = None,
+    every: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="seconds between snapshots of every source (testing)"),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Run the configured schedule and the served API in one process, without Prefect.
+
+    The store is held only while reading or writing, so notebooks and the duckdb shell
+    can open it between writes; SIGTERM or Ctrl-C stops both cleanly."""
+    from datetime import timedelta
+
+    from pipeline.config import load_config
+    from pipeline.serve import create_app
+    from pipeline.serve.server import run
+    from pipeline.service import Schedule
+
+    cfg = load_config(config)
+    path = _writable(db, cfg)
+
+    def said(name: str, result: Any) -> None:
+        err.print(_describe_any(name, result), markup=False)
+
+    schedule = Schedule(
+        path, cfg, interval=timedelta(seconds=every) if every else None, on_result=said
+    )
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        sources = ", ".join(
+            f"{s.name} ({s.schedule if not every else f'every {every:g}s'})" for s in cfg.sources
+        )
+        err.print(
+            f"watching {sources} into {path}; serving on http://{shown}:{bound_port}",
+            markup=False,
+        )
+        schedule.start()
+
+    try:
+        run(create_app(path, source=source, config=cfg), host=host, port=port, on_ready=ready)
+    finally:
+        if not schedule.stop():
+            err.print("stopped with a snapshot still in flight (its answer, if any, is spooled)")
+
+
+def _describe_any(name: str, result: Any) -> str:
+    from pipeline.ingest import Skipped, Spooled
+
+    if isinstance(result, IngestResult):
+        return _describe(result)
+    if isinstance(result, Spooled):
+        return f"{name} {iso(result.fetched_at)}: spooled, the store is busy"
+    if isinstance(result, Skipped):
+        return f"{name}: skipped, fresh until {iso(result.fresh_until)}"
+    return f"{name}: error: {result}"
+
+
 tokens_app = typer.Typer(
     help="Bearer tokens for the served /v1/models (only hashes are kept).", no_args_is_help=True
 )
@@ -620,11 +686,6 @@ def report(
     with open_store(db, read_only=True) as store:
         path = write_report(store, out, source=source, since=start, until=end)
     sys.stdout.write(f"{path}\n")
-
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="sources file [default: modelwatch.toml]")
-]
 
 
 @app.command()

@@ -95,3 +95,79 @@ def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
         holder.kill()
         holder.wait(timeout=10)
     assert not writer_waiting(served)
+
+
+def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(tmp_path, bundled):
+    """`modelwatch up` for a few seconds at a 1 s interval, with the store held by another
+    process for part of it: every answer the upstream gave is in the history at its own
+    fetch time; the API answers throughout; SIGTERM stops it."""
+    import re
+    import signal
+
+    import httpx
+
+    from tests.upstream import Upstream
+
+    db = tmp_path / "up.duckdb"
+    with Upstream() as upstream:
+        upstream.cache_control = "no-cache"  # no max-age: a request every second
+        upstream.body = bundled[0][1]
+        config = tmp_path / "modelwatch.toml"
+        config.write_text(f'[[sources]]\nname = "aihubmix"\nurl = "{upstream.url}"\n')
+        proc = subprocess.Popen(
+            [
+                "modelwatch",
+                "up",
+                "--port",
+                "0",
+                "--every",
+                "1",
+                "--config",
+                str(config),
+                "--db",
+                str(db),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            port = int(re.search(r"http://127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
+            base = f"http://127.0.0.1:{port}"
+            _wait_for(lambda: db.exists() and len(upstream.requests) >= 2)
+            assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(db), "4"], stdout=subprocess.PIPE, text=True
+            )
+            assert holder.stdout.readline().strip() == "holding"
+            upstream.body = bundled[1][1]  # a change published while the store is held
+            seen = len(upstream.requests)
+            _wait_for(lambda: len(upstream.requests) >= seen + 2)
+            assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
+            holder.wait(timeout=30)
+            upstream.body = bundled[2][1]
+            seen = len(upstream.requests)
+            _wait_for(lambda: len(upstream.requests) >= seen + 2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        answered = len(upstream.requests)
+    said = proc.stderr.read()
+    assert proc.returncode == 0, said  # a requested stop is a clean exit
+    assert "spooled, the store is busy" in said  # the held store really was worked around
+    with Store.open(db) as store:  # a writer: applies whatever was still spooled
+        from pipeline.ingest import drain_spool
+
+        drain_spool(store, db)
+        log = store.execute("SELECT fetched_at, outcome FROM fetch_log ORDER BY fetched_at")
+        changes = store.execute("SELECT DISTINCT valid_from FROM model_versions ORDER BY 1")
+    assert len(log) == answered  # every answer is in the fetch log
+    assert [o for _, o in log].count("new") == 3  # the three catalogs, each once
+    assert len(changes) == 3 and all(t in {f for f, _ in log} for (t,) in changes)
+
+
+def _wait_for(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

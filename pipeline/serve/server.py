@@ -143,6 +143,16 @@ def config(
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal (SIGINT, SIGTERM) ends `run()` like a
+    normal return instead of being raised again once the server is down: the caller
+    (`modelwatch up`) still has its own work to finish, and a requested stop is exit 0."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 def bind(host: str, port: int, *, backlog: int = 1024) -> socket.socket:
     """A listening socket on host:port (port 0: any free one), so the caller learns the
     real port, and a port in use, before anything is announced."""
@@ -187,6 +197,6 @@ def run(
     if on_ready is not None:
         on_ready(host, sock.getsockname()[1])
     try:
-        uvicorn.Server(cfg).run(sockets=[sock])
+        _Server(cfg).run(sockets=[sock])
     finally:
         sock.close()
