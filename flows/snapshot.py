@@ -8,6 +8,8 @@ Events:
     modelwatch.catalog.changed   a snapshot changed the history (counts in the payload)
     modelwatch.catalog.failed    a snapshot failed, was rejected or held as suspect
     modelwatch.source.stale      a source had no success for 3 schedule intervals
+    modelwatch.hold.started      a source's first held (suspect) snapshot since it was fine
+    modelwatch.hold.resolved     held snapshots were applied (confirmed, or accepted)
 """
 
 from __future__ import annotations
@@ -37,9 +39,7 @@ def _db(db: str | None, config: Config | None = None) -> Path:
 
 
 @task(name="plan-fetch")
-def plan_task(
-    db: str, source: SourceConfig, force: bool = False, accept_mass_removal: bool = False
-) -> FetchPlan | Skipped:
+def plan_task(db: str, source: SourceConfig, force: bool = False) -> FetchPlan | Skipped:
     """Plan from the store, holding it only to read; a busy store gives a plain GET."""
     return plan_at(
         Path(db),
@@ -47,7 +47,6 @@ def plan_task(
         kind=source.kind,
         url=source.url,
         force=force,
-        accept_mass_removal=accept_mass_removal,
         hold_policy=source.hold,
     )
 
@@ -155,9 +154,11 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
     """Artifacts keyed per source (so the UI keeps their history) and an event."""
     key = "".join(c if c.isalnum() else "-" for c in result.source.lower())
     price_rows: list[dict[str, Any]] = []
-    if result.outcome is Outcome.NEW:
+    holds = 0
+    if result.outcome in (Outcome.NEW, Outcome.SUSPECT):
         with db_lock(db, timeout=LOCK_TIMEOUT), Store.open(db, read_only=True) as store:
             price_rows = store.price_changes_at(result.source, result.fetched_at)
+            holds = len(store.pending_holds(result.source))
     create_markdown_artifact(
         markdown=changes_markdown(result, price_rows),
         key=f"{key}-changes",
@@ -178,6 +179,16 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
         description=f"Price changes in {result.source} at {result.fetched_at:%Y-%m-%d %H:%M}",
     )
     counts = summary_of(result)
+    resource = {"prefect.resource.id": f"modelwatch.source.{result.source}"}
+    if result.outcome is Outcome.SUSPECT and holds == 1:
+        emit_event(event="modelwatch.hold.started", resource=resource, payload=counts)
+    if result.released:
+        released = [t.isoformat() for t in result.released]
+        emit_event(
+            event="modelwatch.hold.resolved",
+            resource=resource,
+            payload={**counts, "applied_fetches": released},
+        )
     if result.outcome is Outcome.NEW:
         emit_event(
             event="modelwatch.catalog.changed",
@@ -209,7 +220,7 @@ def html_report_task(db: str, source: str, out: str) -> str:
 def summary_of(result: IngestResult) -> dict[str, Any]:
     return {
         "source": result.source,
-        "outcome": result.outcome,
+        "outcome": str(result.outcome),
         "models": result.models,
         "added": len(result.added),
         "removed": len(result.removed),
@@ -260,7 +271,7 @@ def snapshot_catalog(
         )
     path = str(_db(db, config))
     spec.token()  # a named token variable that is unset fails the run now, as in the CLI
-    plan = plan_task(path, spec, force, accept_mass_removal)
+    plan = plan_task(path, spec, force)
     if isinstance(plan, Skipped):
         logger.info("%s: skipped, fresh until %s", source, plan.fresh_until)
         return {"source": source, "outcome": "skipped"}

@@ -139,6 +139,10 @@ def _describe(result: IngestResult) -> str:
             "new values "
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in result.unknown_values.items())
         )
+    if result.released:
+        parts.append(
+            f"applied {len(result.released)} held fetches from {iso(result.released[0])} on"
+        )
     if result.error:
         parts.append(result.error)
     return ", ".join(parts)

@@ -186,8 +186,9 @@ def snapshot(
 
     Upstream failures are recorded (`failed`, with any body) before they are raised.
     """
-    if accept_mass_removal:  # what earlier fetches held applies first, at its own times
-        release_holds(store, source, kind=kind)
+    released = (  # what earlier fetches held applies first, at its own times
+        release_holds(store, source, kind=kind) if accept_mass_removal else []
+    )
     plan = plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
     if isinstance(plan, Skipped):
         return plan
@@ -200,9 +201,11 @@ def snapshot(
     except FetchError as exc:
         record_fetch_error(store, plan, exc)
         raise
-    return store_response(
+    result = store_response(
         store, plan, response, accept_mass_removal=accept_mass_removal, hold_policy=hold_policy
     )
+    result.released = [r.fetched_at for r in released] + result.released
+    return result
 
 
 def fetch(
@@ -557,7 +560,6 @@ def plan_at(
     kind: str | None = None,
     url: str | None = None,
     force: bool = False,
-    accept_mass_removal: bool = False,
     hold_policy: HoldPolicy | None = None,
     now: Callable[[], datetime] = utcnow,
     lock_timeout: float = 2.0,
@@ -568,8 +570,6 @@ def plan_at(
     try:
         with db_lock(db, timeout=lock_timeout), Store.open(db, lock_timeout=lock_timeout) as store:
             drain_spool(store, db, hold_policy=hold_policy)
-            if accept_mass_removal:  # what earlier fetches held applies first
-                release_holds(store, source, kind=kind)
             return plan_fetch(store, source=source, kind=kind, url=url, force=force, now=now)
     except StoreLocked:
         spec = get_source(kind or source)
@@ -596,16 +596,21 @@ def write_at(
             drain_spool(store, db, hold_policy=hold_policy)
             if private:
                 store.mark_private(plan.source, plan.started)
+            released = (  # what earlier fetches held applies first, at its own times
+                release_holds(store, plan.source, kind=plan.kind) if accept_mass_removal else []
+            )
             if isinstance(answer, FetchError):
                 record_fetch_error(store, plan, answer)
                 raise answer
-            return store_response(
+            result = store_response(
                 store,
                 plan,
                 answer,
                 accept_mass_removal=accept_mass_removal,
                 hold_policy=hold_policy,
             )
+            result.released = [r.fetched_at for r in released] + result.released
+            return result
     except StoreError as exc:
         path = Spool(db).put(_spool_entry(plan, answer, private=private))
         if not isinstance(exc, StoreLocked):
@@ -639,7 +644,6 @@ def snapshot_at(
         kind=kind,
         url=url,
         force=force,
-        accept_mass_removal=accept_mass_removal,
         hold_policy=hold_policy,
         now=now,
         lock_timeout=min(lock_timeout, 2.0),

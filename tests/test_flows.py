@@ -273,3 +273,36 @@ def test_staleness_check_emits_an_event_per_stale_source(tmp_path, monkeypatch):
         ("modelwatch.source.stale", "modelwatch.source.aihubmix")
     ]
     assert events[0]["payload"]["last_success"] == "2026-01-01T00:00:00"
+
+
+def test_holds_emit_an_event_when_they_start_and_when_they_resolve(
+    harness, tmp_path, upstream, bundled, monkeypatch
+):
+    events = []
+    monkeypatch.setattr(
+        flows, "emit_event", lambda **kw: events.append((kw["event"], kw.get("payload")))
+    )
+    db = str(tmp_path / "held.duckdb")
+
+    def run(**kw):
+        return flows.snapshot_catalog(
+            source="aihubmix",
+            url=upstream.url,
+            db=db,
+            fetch_retries=0,
+            retry_backoff=0,
+            force=True,
+            return_state=True,
+            **kw,
+        )
+
+    upstream.body = bundled[0][1]
+    assert run().is_completed()
+    upstream.body = b'{"data": [], "message": "", "success": true}'  # an outage: empty
+    assert run().is_failed()  # held as suspect: the run fails loudly
+    assert run().is_failed()
+    started = [p for name, p in events if name == "modelwatch.hold.started"]
+    assert len(started) == 1  # once, when the hold began
+    assert run(accept_mass_removal=True).is_completed()
+    resolved = [p for name, p in events if name == "modelwatch.hold.resolved"]
+    assert len(resolved) == 1 and len(resolved[0]["applied_fetches"]) == 2
