@@ -3,7 +3,7 @@
     python -m bench [--quick] [--only ingest,query,...] [--set BENCH.KEY=VALUE ...]
                     [--out DIR] [--workdir DIR]
 
-runs ingest, query, serve, sources, dlt and memory in turn (`BENCHES`; each module's
+runs ingest, query, serve, sources, dlt, memory and always_on in turn (`BENCHES`; each module's
 docstring says what it measures; a bench that fails or cannot run is reported, and the
 others still run), and writes `<out>/summary.md` and `summary.json`: the headline figures,
 each against a baseline measured in the same run, with its target and whether it is met,
@@ -30,7 +30,7 @@ from bench import Log, Result, report
 from bench.measure import now
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-BENCHES = ("ingest", "query", "serve", "sources", "dlt", "memory")
+BENCHES = ("ingest", "query", "serve", "sources", "dlt", "memory", "always_on")
 MODULES = {"dlt": "dlt_baseline"}  # a bench's module, when not named after it
 
 QUERY = ("models", "days", "polls_per_day", "changes_per_day", "repeats", "changes_repeats")
@@ -46,6 +46,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "sources": {"limit": None},
         "dlt": {"models": 1000, "snapshots": 30},
         "memory": {"source": "auto", "models": 1000, "snapshots": [100, 400]},
+        "always_on": {"duration": 10.0, "snapshots": None, "max_seconds": 300.0, "hold": 60.0},
     },
     "quick": {
         "ingest": {
@@ -57,6 +58,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "sources": {"limit": 30},
         "dlt": {"models": 1000, "snapshots": 5},
         "memory": {"source": "auto", "models": 200, "snapshots": [25, 100]},
+        "always_on": {"duration": 2.0, "snapshots": 20, "max_seconds": 15.0, "hold": 5.0},
     },
 }
 

@@ -146,7 +146,7 @@ def number(value: float | None, unit: str) -> str:
         return f"{value / 1024**2:,.2f} MiB" if value < 1024**3 else f"{value / 1024**3:,.2f} GiB"
     if unit == "s":
         return f"{value:,.3f} s"
-    if unit in ("req/s", "us/req", "rows"):
+    if unit in ("req/s", "us/req", "rows", "answers"):
         return f"{value:,.0f} {unit}"
     if unit == "us/call":
         return f"{value:,.1f} us"
@@ -344,6 +344,32 @@ def _memory(d: dict[str, Any]) -> Parts:
     ], [_grid(head, rows)]
 
 
+def _always_on(d: dict[str, Any]) -> Parts:
+    c, s, p = d["config"], d["serving"], d["spool"]
+    head = ["load", "requests", "failed", "statuses", "other ETag", "req/s", "p50", "p99"]
+    loads = [
+        [name, f"{x['requests']:,}", x["failures"], x["statuses"], x["other_etag"]]
+        + [format(x["rps"] or 0, ",.0f"), f"{x['p50_ms']:.2f} ms", f"{x['p99_ms']:.2f} ms"]
+        for name, x in (("no writer", s["alone"]), ("concurrent replay", s["writer"]))
+    ]
+    replay = s["replay"]
+    return [
+        f"`modelwatch serve --db` (a child process) serves a synthetic store of "
+        f"{s['db']['models']} models; {len(s['urls'])} distinct `GET /api/v1/models` queries, "
+        f"each answered once first, loaded by {c['threads']} client threads (one keep-alive "
+        f"httpx connection each): {c['duration']:g} s without a writer, then while "
+        f"`modelwatch replay` of {s['snapshots']} OpenRouter snapshots writes the same store in "
+        f"another process ({replay['seconds']:.1f} s, exit {replay['returncode']}, bounded at "
+        f"{c['max_seconds']:g} s). Then a fetch from a local upstream while another process "
+        f"holds the store for {c['hold']:g} s: spooled, and applied once the store is free."
+    ], [
+        _grid(head, loads),
+        f"Spool: held {p['hold_s']:.2f} s; fetch -> spooled {p['fetch_to_spooled_s']:.2f} s; "
+        f"release -> applied {p['release_to_applied_s']:.3f} s; fetch -> applied "
+        f"{p['fetch_to_applied_s']:.2f} s (applied: {', '.join(p['applied']) or 'nothing'}).",
+    ]
+
+
 TITLES = {
     "ingest": "Ingest benchmark",
     "query": "Query benchmark",
@@ -351,6 +377,7 @@ TITLES = {
     "sources": "Replay of real histories",
     "dlt": "dlt scd2 baseline",
     "memory": "Peak RSS of a replay, by history length",
+    "always_on": "Always on: serving beside a writer, and the spool",
 }
 PARTS: dict[str, Callable[[dict[str, Any]], Parts]] = {
     "ingest": _ingest,
@@ -359,6 +386,7 @@ PARTS: dict[str, Callable[[dict[str, Any]], Parts]] = {
     "sources": _sources,
     "dlt": _dlt,
     "memory": _memory,
+    "always_on": _always_on,
 }
 
 
