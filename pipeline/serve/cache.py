@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pipeline.errors import BadInput, StoreLocked
 from pipeline.store import Store, writer_waiting
 
 T = TypeVar("T")
+BUSY_RECHECK = 0.25  # seconds a busy store is not asked again while stale bodies exist
 
 
 class Mirror:
@@ -45,6 +47,7 @@ class Mirror:
         self._last: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._cache_size = cache_size
         self.wait = wait  # seconds a query never answered waits for a busy store
+        self._busy_until = 0.0  # monotonic time before which the store is taken as busy
         self._lock = threading.Lock()
 
     def version(self) -> tuple[Any, ...]:
@@ -88,10 +91,14 @@ class Mirror:
             try:
                 if writer_waiting(self.path):
                     raise StoreLocked("a writer is waiting for the database")
-                wait = 0.5 if stale is not None else self.wait
+                if stale is not None and time.monotonic() < self._busy_until:
+                    raise StoreLocked("the database was busy a moment ago")
+                # with a body to fall back on, one try: a waiting reader only slows everyone
+                wait = 0.0 if stale is not None else self.wait
                 with Store.open(self.path, read_only=True, lock_timeout=wait) as store:
                     result = compute(store)
             except StoreLocked:
+                self._busy_until = time.monotonic() + BUSY_RECHECK
                 if stale is not None:
                     return stale  # type: ignore[no-any-return]
                 raise
