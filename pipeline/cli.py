@@ -240,16 +240,21 @@ def replay(
         directory, source=source, kind=kind, accept_mass_removal=accept_mass_removal, db=db
     )
     _print_replay_summary(results)
+    _report_not_applied(results, "payloads")
+    _finish(results)
+
+
+def _report_not_applied(results: list[IngestResult], what: str) -> None:
     bad = [r for r in results if r.outcome in (Outcome.REJECTED, Outcome.FAILED)]
     bad += _still_held(results)
     bad.sort(key=lambda r: r.fetched_at)
     if bad:
         first = bad[0]
         err.print(
-            f"{len(bad)} of {len(results)} payloads not applied; first: "
-            f"{iso(first.fetched_at)} {first.outcome}: {first.error}"
+            f"{len(bad)} of {len(results)} {what} not applied; first: "
+            f"{iso(first.fetched_at)} {first.outcome}: {first.error}",
+            markup=False,
         )
-    _finish(results)
 
 
 def _replay(
@@ -316,16 +321,81 @@ def _still_held(results: list[IngestResult]) -> list[IngestResult]:
     return [r for r in results if r.outcome is Outcome.SUSPECT and r.fetched_at not in released]
 
 
-def _print_replay_summary(results: list[IngestResult]) -> None:
+def _print_replay_summary(
+    results: list[IngestResult], *, title: str = "replay", what: str = "payloads"
+) -> None:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
     shown = [Outcome.NEW, Outcome.UNCHANGED, Outcome.DUPLICATE, *NOT_APPLIED]
-    table = Table(title="replay", show_edge=False)
-    for name in ("payloads", *shown):
+    table = Table(title=title, show_edge=False)
+    for name in (what, *shown):
         table.add_column(name, justify="right")
     table.add_row(str(len(results)), *(str(counts.get(k, 0)) for k in shown))
     out.print(table)
+
+
+@app.command()
+def backfill(
+    repo: Annotated[Path, typer.Argument(help="a local git clone holding the catalog")],
+    path: Annotated[
+        str,
+        typer.Option(
+            "--path",
+            help="the catalog file in the repository, or a folder in models.dev's "
+            "providers/ layout (read with --kind modelsdev)",
+        ),
+    ],
+    source: SourceOption = "aihubmix",
+    kind: KindOption = None,
+    since: Annotated[
+        str | None, typer.Option(help="only commits from this time on (ISO time or date, UTC)")
+    ] = None,
+    rev: Annotated[str, typer.Option(help="the commit (branch, tag, sha) to read up to")] = "HEAD",
+    accept_mass_removal: Annotated[
+        bool, typer.Option(help="apply snapshots that remove over half the models")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Day-one history from a catalog kept in git: every commit that changed --path,
+    oldest first, ingested as a fetch at its committer time (UTC), as `replay` would;
+    re-running adds only newer commits."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pipeline.backfill import backfill as run_backfill
+    from pipeline.ingest import drain_spool, release_holds
+
+    with (
+        open_store(db) as store,
+        Progress(
+            TextColumn("backfill {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress,
+    ):
+        drain_spool(store, store.path)  # fetches spooled while the store was busy go first
+        if accept_mass_removal:  # what earlier runs held applies first, at its own times
+            _say_released(source, release_holds(store, source, kind=kind))
+        task = progress.add_task(source, total=None)
+        results = run_backfill(
+            store,
+            repo,
+            path=path,
+            source=source,
+            kind=kind,
+            since=_time(since, "--since"),
+            rev=rev,
+            accept_mass_removal=accept_mass_removal,
+            hold_policy=_hold_policy(source),
+            on_start=lambda n: progress.update(task, total=n),
+            on_result=lambda _c, _r: progress.advance(task),
+        )
+    _print_replay_summary(results, title="backfill", what="commits")
+    _report_not_applied(results, "commits")
+    _finish(results)
 
 
 @app.command()

@@ -428,3 +428,22 @@ def test_modelsdev_folder_newest_layout(tmp_path):
         backfill(got, repo, path="providers", source="modelsdev")
         ingest(want, body, source="modelsdev", fetched_at=at, url="api.json")
         assert catalog(got, at).equals(catalog(want, at))
+
+
+def test_the_backfill_command_from_a_repository(file_repo, tmp_path):
+    from tests.conftest import run_cli
+
+    repo, _ = file_repo
+    db = tmp_path / "cli.duckdb"
+    args = ("backfill", str(repo), "--path", FILE, "--source", "litellm", "--db", str(db))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "backfill" in first.stdout and "commits" in first.stdout
+    again = run_cli(*args)  # nothing new: every commit is a duplicate
+    assert again.returncode == 0, again.stderr
+    with Store.open(db, read_only=True) as store:
+        assert store.execute("SELECT count(DISTINCT fetched_at) FROM fetch_log") == [(5,)]
+    wrong = run_cli(
+        "backfill", str(tmp_path), "--path", FILE, "--source", "litellm", "--db", str(db)
+    )
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
