@@ -97,10 +97,13 @@ def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
     assert not writer_waiting(served)
 
 
-def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(tmp_path, bundled):
-    """`modelwatch up` for a few seconds at a 1 s interval, with the store held by another
-    process for part of it: every answer the upstream gave is in the history at its own
-    fetch time; the API answers throughout; SIGTERM stops it."""
+@pytest.mark.parametrize("cycles", [1, pytest.param(6, marks=pytest.mark.slow)])
+def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
+    tmp_path, bundled, cycles
+):
+    """`modelwatch up` at a 1 s interval, with the store held by another process for 8 s
+    of every ~10 (once; a minute in the slow run): every answer the upstream gave is in
+    the history at its own fetch time; the API answers throughout; SIGTERM stops it."""
     import re
     import signal
 
@@ -136,18 +139,21 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(tmp_p
             base = f"http://127.0.0.1:{port}"
             _wait_for(lambda: db.exists() and len(upstream.requests) >= 2)
             assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
-            holder = subprocess.Popen(
-                [sys.executable, "-c", HOLDER, str(db), "8"], stdout=subprocess.PIPE, text=True
-            )
-            assert holder.stdout.readline().strip() == "holding"
-            upstream.body = bundled[1][1]  # a change published while the store is held
-            seen = len(upstream.requests)
-            _wait_for(lambda: len(upstream.requests) >= seen + 1)
-            assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
-            holder.wait(timeout=30)
-            upstream.body = bundled[2][1]
-            seen = len(upstream.requests)
-            _wait_for(lambda: len(upstream.requests) >= seen + 2)
+            for cycle in range(cycles):
+                holder = subprocess.Popen(
+                    [sys.executable, "-c", HOLDER, str(db), "8"],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert holder.stdout.readline().strip() == "holding"
+                upstream.body = bundled[1 + 2 * cycle][1]  # published while the store is held
+                seen = len(upstream.requests)
+                _wait_for(lambda s=seen: len(upstream.requests) >= s + 1)
+                assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
+                holder.wait(timeout=30)
+                upstream.body = bundled[2 + 2 * cycle][1]
+                seen = len(upstream.requests)
+                _wait_for(lambda s=seen: len(upstream.requests) >= s + 2)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
@@ -162,8 +168,9 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(tmp_p
         log = store.execute("SELECT fetched_at, outcome FROM fetch_log ORDER BY fetched_at")
         changes = store.execute("SELECT DISTINCT valid_from FROM model_versions ORDER BY 1")
     assert len(log) == answered  # every answer is in the fetch log
-    assert [o for _, o in log].count("new") == 3  # the three catalogs, each once
-    assert len(changes) == 3 and all(t in {f for f, _ in log} for (t,) in changes)
+    outcomes = [o for _, o in log]
+    assert outcomes.count("new") + outcomes.count("suspect") == 1 + 2 * cycles  # each once
+    assert all(t in {f for f, _ in log} for (t,) in changes)  # versions open at fetch times
 
 
 def _wait_for(check, timeout: float = 60.0) -> None:
@@ -171,3 +178,79 @@ def _wait_for(check, timeout: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+def test_up_stopped_mid_snapshot_finishes_it_and_exits_cleanly(tmp_path, bundled):
+    """SIGTERM while a slow upstream is still answering: the snapshot in flight is
+    finished (its answer stored) before the process exits 0."""
+    import re
+    import signal
+
+    from tests.upstream import Upstream
+
+    db = tmp_path / "stop.duckdb"
+    with Upstream() as upstream:
+        upstream.cache_control = "no-cache"
+        upstream.body = bundled[0][1]
+        upstream.delay = 3.0
+        config = tmp_path / "modelwatch.toml"
+        config.write_text(f'[[sources]]\nname = "aihubmix"\nurl = "{upstream.url}"\n')
+        proc = subprocess.Popen(
+            [
+                "modelwatch",
+                "up",
+                "--port",
+                "0",
+                "--every",
+                "60",
+                "--config",
+                str(config),
+                "--db",
+                str(db),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert re.search(r"serving on http://", proc.stderr.readline())
+        _wait_for(lambda: len(upstream.requests) >= 1)  # the fetch is in flight
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    said = proc.stderr.read()
+    assert proc.returncode == 0, said
+    assert "aihubmix" in said and ": new, 23 models" in said
+    with Store.open(db, read_only=True) as store:
+        assert store.execute("SELECT outcome FROM fetch_log") == [("new",)]
+
+
+def test_kill_9_while_draining_the_spool_loses_and_doubles_nothing(tmp_path, bundled):
+    from pipeline.store.spool import Spool, SpoolEntry
+
+    db = tmp_path / "drain.duckdb"
+    with Store.open(db) as store:
+        ingest(store, bundled[0][1], source="aihubmix", fetched_at=bundled[0][0])
+    spool = Spool(db)
+    for at, body in bundled[1:]:
+        spool.put(
+            SpoolEntry(
+                source="aihubmix", kind="aihubmix", url="u", fetched_at=at, status=200, body=body
+            )
+        )
+    drain = (
+        "import sys\nfrom pipeline.store import Store\nfrom pipeline.ingest import drain_spool\n"
+        "with Store.open(sys.argv[1]) as s:\n    drain_spool(s, sys.argv[1], "
+        "hold_policy=None)\n"
+    )
+    for delay in (0.6, 0.9):
+        proc = subprocess.Popen([sys.executable, "-c", drain, str(db)])
+        time.sleep(delay)
+        proc.kill()
+        proc.wait(timeout=10)
+    with Store.open(db) as store:
+        from pipeline.ingest import drain_spool
+
+        drain_spool(store, db)
+        log = store.execute("SELECT fetched_at, count(*) FROM fetch_log GROUP BY ALL ORDER BY 1")
+    assert Spool(db).entries() == []
+    assert [t for t, _ in log] == [t for t, _ in bundled]  # every fetch, in order
+    assert all(n == 1 for _, n in log)  # each exactly once

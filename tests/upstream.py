@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +24,7 @@ class Upstream(ThreadingHTTPServer):
         self.failures: deque[tuple[int, bytes]] = deque()
         self.requests: list[dict[str, str]] = []
         self.cache_control = CACHE_CONTROL
+        self.delay = 0.0  # seconds to wait before answering (a slow upstream)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02})
 
     @property
@@ -47,6 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(dict(self.headers.items()))
+        if self.server.delay:
+            time.sleep(self.server.delay)
         if self.server.failures:
             status, body = self.server.failures.popleft()
             return self._send(status, body, {"Content-Type": "text/html"})
