@@ -30,7 +30,7 @@ from tests.upstream import Upstream
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(bash|cron)\n(.*?)```", README, re.S)
 
-ADAPTED = {  # as written -> as run here
+ADAPTED = {  # as written -> as run here (the repositories: built by `project` from data/)
     "cd /srv/modelwatch && ": "",  # the cron lines' checkout is this test's folder
     "mail -s alert you@example.com": "cat > alert.txt",  # no mail system here
 }
@@ -81,7 +81,29 @@ def project(tmp_path_factory) -> Path:
             (here / "data" / folder.name).symlink_to(folder)
     (here / "notebooks").symlink_to(ROOT / "notebooks")
     (here / "home").mkdir()
+    _git_repositories(here / "home" / "src")
     return here
+
+
+def _git_repositories(src: Path) -> None:
+    """~/src/litellm and ~/src/models.dev as the README's `backfill` lines expect them,
+    committed from the bundled payloads at their recorded times."""
+    import gzip
+    import json
+
+    from pipeline.ingest import payload_files
+    from tests.test_backfill import commit, init, split_api_json
+
+    litellm = init(src / "litellm")
+    for at, path in payload_files(DATA / "litellm")[:3]:
+        commit(
+            litellm,
+            {"model_prices_and_context_window.json": gzip.decompress(path.read_bytes())},
+            at,
+        )
+    modelsdev = init(src / "models.dev")
+    at, path = payload_files(DATA / "modelsdev")[0]
+    commit(modelsdev, split_api_json(json.loads(gzip.decompress(path.read_bytes()))), at)
 
 
 def test_every_readme_command_runs_as_written(project):
@@ -138,6 +160,21 @@ def test_every_readme_command_runs_as_written(project):
                     announced = served.stderr.readline()
                     port_8000 = re.search(r":(\d+)\s", announced).group(1)
                     _wait_until_listening(int(port_8000))
+                    ran.append(line)
+                    continue
+                if command.startswith("modelwatch up"):  # runs until stopped: start, stop
+                    running = subprocess.Popen(
+                        [*shlex.split(command.split("#")[0]), "--port", "0"],
+                        cwd=project,
+                        env=env,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    announced = running.stderr.readline()
+                    assert "serving on http://" in announced, announced
+                    _wait_until_listening(int(re.search(r":(\d+)$", announced.strip()).group(1)))
+                    running.terminate()
+                    assert running.wait(timeout=30) == 0
                     ran.append(line)
                     continue
                 done = subprocess.run(
