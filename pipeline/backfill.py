@@ -389,12 +389,7 @@ def url_of(commit: Commit | str, path: str) -> str:
 
 def _logged(store: Store, source: str) -> dict[tuple[str, datetime], str | None]:
     """(url, fetched_at) -> content hash of the git fetches of `source` that did not fail."""
-    rows = store.execute(
-        "SELECT url, fetched_at, content_hash FROM fetch_log "
-        "WHERE source = $s AND url LIKE 'git:%' AND outcome <> 'failed'",
-        {"s": source},
-    )
-    return {(url, at): digest for url, at, digest in rows}
+    return {(url, at): digest for url, at, digest in store.fetches_from(source, "git:")}
 
 
 def backfill(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -265,19 +266,53 @@ def _replay(
     db: Path | None,
     kind: str | None = None,
 ) -> list[IngestResult]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from pipeline.ingest import drain_spool, release_holds, scan_payloads
     from pipeline.ingest import replay as run_replay
+    from pipeline.ingest import scan_payloads
 
     files, others = scan_payloads(directory)
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         err.print(f"not payloads, left alone: {shown}", markup=False)
+    with _writing(db, "replay", source, kind, accept_mass_removal, len(files)) as (
+        store,
+        advance,
+    ):
+        return run_replay(
+            store,
+            files,
+            source=source,
+            kind=kind,
+            accept_mass_removal=accept_mass_removal,
+            hold_policy=_hold_policy(source),
+            on_result=lambda _p, _r: advance(),
+        )
+
+
+def _hold_policy(source: str) -> Any:
+    from pipeline.config import load_config
+
+    return load_config().hold_policy(source)
+
+
+@contextmanager
+def _writing(
+    db: Path | None,
+    label: str,
+    source: str,
+    kind: str | None,
+    accept_mass_removal: bool,
+    total: int | None,
+) -> Iterator[tuple[Store, Callable[..., None]]]:
+    """The store opened to write many fetches, with a progress bar on stderr: the spool
+    and (with --accept-mass-removal) the holds of earlier runs are applied first."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pipeline.ingest import drain_spool, release_holds
+
     with (
         open_store(db) as store,
         Progress(
-            TextColumn("replay {task.description}"),
+            TextColumn(f"{label} {{task.description}}"),
             BarColumn(),
             MofNCompleteColumn(),
             console=err,
@@ -288,22 +323,12 @@ def _replay(
         drain_spool(store, store.path)  # fetches spooled while the store was busy go first
         if accept_mass_removal:  # what earlier runs held applies first, at its own times
             _say_released(source, release_holds(store, source, kind=kind))
-        task = progress.add_task(source, total=len(files))
-        return run_replay(
-            store,
-            files,
-            source=source,
-            kind=kind,
-            accept_mass_removal=accept_mass_removal,
-            hold_policy=_hold_policy(source),
-            on_result=lambda _p, _r: progress.advance(task),
-        )
+        task = progress.add_task(source, total=total)
 
+        def advance(step: int = 1, **update: Any) -> None:
+            progress.update(task, advance=step, **update)
 
-def _hold_policy(source: str) -> Any:
-    from pipeline.config import load_config
-
-    return load_config().hold_policy(source)
+        yield store, advance
 
 
 def _say_released(source: str, released: list[IngestResult]) -> None:
@@ -360,26 +385,9 @@ def backfill(
     """Day-one history from a catalog kept in git: every commit that changed --path,
     oldest first, ingested as a fetch at its committer time (UTC), as `replay` would;
     re-running adds only newer commits."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from pipeline.backfill import backfill as run_backfill
-    from pipeline.ingest import drain_spool, release_holds
 
-    with (
-        open_store(db) as store,
-        Progress(
-            TextColumn("backfill {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress,
-    ):
-        drain_spool(store, store.path)  # fetches spooled while the store was busy go first
-        if accept_mass_removal:  # what earlier runs held applies first, at its own times
-            _say_released(source, release_holds(store, source, kind=kind))
-        task = progress.add_task(source, total=None)
+    with _writing(db, "backfill", source, kind, accept_mass_removal, None) as (store, advance):
         results = run_backfill(
             store,
             repo,
@@ -390,8 +398,8 @@ def backfill(
             rev=rev,
             accept_mass_removal=accept_mass_removal,
             hold_policy=_hold_policy(source),
-            on_start=lambda n: progress.update(task, total=n),
-            on_result=lambda _c, _r: progress.advance(task),
+            on_start=lambda n: advance(0, total=n),
+            on_result=lambda _c, _r: advance(),
         )
     _print_replay_summary(results, title="backfill", what="commits")
     _report_not_applied(results, "commits")

@@ -106,6 +106,18 @@ class Reads:
             )
         ]
 
+    def fetches_from(self, source: str, url_prefix: str) -> list[tuple[str, datetime, str | None]]:
+        """(url, fetched_at, content_hash) of the fetches of `source` whose URL starts with
+        `url_prefix` and that did not fail (a failed one is to be fetched again)."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self._rows(
+                "SELECT url, fetched_at, content_hash FROM fetch_log WHERE source = $s "
+                "AND starts_with(url, $prefix) AND outcome <> 'failed'",
+                {"s": source, "prefix": url_prefix},
+            )
+        ]
+
     # -- the catalog at a time ------------------------------------------------------------
     def catalog_as_of(self, source: str, as_of: datetime) -> pl.DataFrame:
         """The normalised catalog as last observed at or before `as_of`, in default order."""
