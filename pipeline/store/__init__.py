@@ -13,6 +13,7 @@ the attempt (with its raw body) is then recorded as `failed` in a second transac
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -42,6 +43,14 @@ from pipeline.store.schema import ensure_schema
 # New files are written in a storage format that the registry's `duckdb` shell (1.5.x)
 # opens, so analysts can query the store with the SQL tool they have (SPEC 7).
 STORAGE_VERSION = "v1.5.0"
+# New files use 16 KiB blocks (DuckDB's default of 256 KiB puts a ~3.5 MB floor under
+# even a 33-snapshot history) and every column is zstd-compressed at checkpoints: the
+# history is mostly repeated text (descriptions, `extra` JSON), where zstd halves it.
+STORAGE_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "storage_compatibility_version": STORAGE_VERSION,
+    "default_block_size": "16384",
+}
+COMPRESSION = "zstd"
 # A writer waiting for the file says so beside it: short-lived readers (the served API)
 # do not open the file while this is fresh, so a flood of queries cannot starve writes.
 WRITER_WAITING = ".writer-waiting"
@@ -63,6 +72,7 @@ __all__ = [
     "SnapshotWrite",
     "SourceState",
     "Store",
+    "compact",
     "VersionChanges",
     "content_hash",
     "order_hash",
@@ -102,6 +112,8 @@ class Store(Reads):
         self._archive = RawArchive(con)
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
+        if not read_only:
+            con.execute(f"SET force_compression = '{COMPRESSION}'")
         try:
             ensure_schema(con, path, read_only=read_only)
         except duckdb.Error as exc:
@@ -132,7 +144,7 @@ class Store(Reads):
                     con = duckdb.connect(
                         target,
                         read_only=read_only and target != ":memory:",
-                        config={"storage_compatibility_version": STORAGE_VERSION},
+                        config=STORAGE_CONFIG,
                     )
                     break
                 except duckdb.IOException as exc:
@@ -155,9 +167,10 @@ class Store(Reads):
                         waiting.touch()
                     time.sleep(0.1)
                 except duckdb.Error as exc:
-                    raise StoreError(
-                        f"cannot open database {target!r}: {str(exc).splitlines()[0]}"
-                    ) from None
+                    first = str(exc).splitlines()[0]
+                    if "corrupt" in first.lower():
+                        raise StoreError(f"database {target!r} cannot be read: {first}") from None
+                    raise StoreError(f"cannot open database {target!r}: {first}") from None
         finally:
             if not read_only:
                 waiting.unlink(missing_ok=True)
@@ -377,3 +390,51 @@ class Store(Reads):
             result.fetch_id = log_fetch(self._con, result, meta)
         self._states.pop(result.source, None)
         return result
+
+
+def compact(path: str | Path) -> tuple[int, int]:
+    """Rewrite the store at `path` into a fresh file (`COPY FROM DATABASE`): free blocks
+    are returned and the current storage settings apply (a file made by an older
+    modelwatch gets 16 KiB blocks and zstd). The copy is checked table by table, then
+    atomically replaces the original; a failure leaves the original as it was.
+    Returns the sizes before and after, in bytes."""
+    source = Path(path)
+    if not source.exists():
+        raise BadInput(f"database {str(source)!r} does not exist")
+    with Store.open(source) as store:  # the writer: nobody else holds it meanwhile
+        store._rows("CHECKPOINT")  # the WAL is folded in: nothing is left outside the file
+        tables = [r[0] for r in store._rows("SELECT table_name FROM duckdb_tables()")]
+        counts = {t: store._scalar(f'SELECT count(*) FROM "{t}"') for t in tables}
+        sequence = store._scalar("SELECT coalesce(max(fetch_id), 0) FROM fetch_log")
+    before = source.stat().st_size
+    target = source.with_name(source.name + ".compact")
+    target.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect(str(target), config=STORAGE_CONFIG)
+        try:
+            con.execute(f"SET force_compression = '{COMPRESSION}'")
+            name = con.execute("SELECT current_database()").fetchall()[0][0]
+            quoted = str(source).replace("'", "''")
+            con.execute(f"ATTACH '{quoted}' AS original (READ_ONLY)")
+            con.execute(f'COPY FROM DATABASE original TO "{name}"')
+            con.execute("DETACH original")
+            # the copied sequence restarts: move it past every fetch id already used
+            while con.execute("SELECT nextval('fetch_id_seq')").fetchall()[0][0] <= sequence:
+                pass
+            copied = {
+                t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables
+            }
+            if copied != counts:
+                raise StoreError(f"compacting {str(source)!r} copied {copied}, not {counts}")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        with open(target, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(target, source)
+    except duckdb.Error as exc:
+        raise StoreError(f"could not compact {str(source)!r}: {exc}") from exc
+    finally:
+        target.unlink(missing_ok=True)
+        Path(f"{target}.wal").unlink(missing_ok=True)
+    return before, source.stat().st_size

@@ -1,0 +1,76 @@
+"""Store size (issue 15): small files for small histories, and `modelwatch compact`."""
+
+import duckdb
+
+from pipeline.ingest import ingest
+from pipeline.store import Store
+from tests.conftest import run_cli
+
+TABLES = ("fetch_log", "raw_payloads", "model_versions", "orders", "snapshots", "quarantine")
+
+
+def everything(path) -> dict[str, list]:
+    with Store.open(path, read_only=True) as store:
+        return {t: store.execute(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+
+
+def test_a_small_history_makes_a_small_file(tmp_path, bundled):
+    def build(db):
+        with Store.open(db) as store:
+            for at, body in bundled:
+                ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        return db.stat().st_size
+
+    old = tmp_path / "old.duckdb"
+    duckdb.connect(str(old)).close()  # DuckDB's default layout: 256 KiB blocks
+    # the 33 bundled payloads: 3.7 MB in the default layout, 0.3 MB in ours
+    assert build(tmp_path / "new.duckdb") * 5 < build(old)
+
+
+def test_compact_rewrites_an_old_file_and_keeps_every_row(tmp_path, bundled):
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))  # as an older modelwatch made it: 256 KiB blocks
+    con.close()
+    with Store.open(old) as store:
+        for at, body in bundled[:20]:
+            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+    before, size = everything(old), old.stat().st_size
+    done = run_cli("compact", "--db", str(old))
+    assert done.returncode == 0, done.stderr
+    assert f"{old}:" in done.stdout and "MB ->" in done.stdout
+    assert everything(old) == before
+    assert old.stat().st_size < size
+    with Store.open(old) as store:  # still a working store: fetch ids go on
+        last = store.execute("SELECT max(fetch_id) FROM fetch_log")[0][0]
+        at, body = bundled[20]
+        result = ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        assert result.fetch_id > last
+    assert not list(tmp_path.glob("*.compact*"))
+
+
+def test_compact_refuses_a_store_another_process_holds(tmp_path, bundled):
+    import subprocess
+    import sys
+
+    db = tmp_path / "held.duckdb"
+    with Store.open(db) as store:
+        ingest(store, bundled[0][1], source="aihubmix", fetched_at=bundled[0][0])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]);"
+            " print('holding', flush=True); time.sleep(30)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        done = run_cli("compact", "--db", str(db), child=True)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert done.returncode == 1 and "in use by another process" in done.stderr
+    assert everything(db)["fetch_log"]
