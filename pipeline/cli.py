@@ -854,13 +854,18 @@ def _scheduler() -> Any:
 
 
 @app.command()
-def compact(db: DbOption = None) -> None:
+def compact(
+    wait: Annotated[
+        float, typer.Option(min=0, help="seconds to wait for another process to let go")
+    ] = 10.0,
+    db: DbOption = None,
+) -> None:
     """Rewrite the store into a fresh file: free space returned, current storage settings
     (16 KiB blocks, zstd); checked table by table before it replaces the original."""
     from pipeline.store import compact as rewrite
 
     path = db_path(db)
-    before, after = rewrite(path)
+    before, after = rewrite(path, lock_timeout=wait)
     out.print(f"{path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
 
 

@@ -68,7 +68,7 @@ def test_compact_refuses_a_store_another_process_holds(tmp_path, bundled):
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        done = run_cli("compact", "--db", str(db), child=True)
+        done = run_cli("compact", "--db", str(db), "--wait", "1", child=True)
     finally:
         holder.kill()
         holder.wait(timeout=10)

@@ -392,7 +392,7 @@ class Store(Reads):
         return result
 
 
-def compact(path: str | Path) -> tuple[int, int]:
+def compact(path: str | Path, *, lock_timeout: float = 10.0) -> tuple[int, int]:
     """Rewrite the store at `path` into a fresh file (`COPY FROM DATABASE`): free blocks
     are returned and the current storage settings apply (a file made by an older
     modelwatch gets 16 KiB blocks and zstd). The copy is checked table by table, then
@@ -401,7 +401,7 @@ def compact(path: str | Path) -> tuple[int, int]:
     source = Path(path)
     if not source.exists():
         raise BadInput(f"database {str(source)!r} does not exist")
-    with Store.open(source) as store:  # the writer: nobody else holds it meanwhile
+    with Store.open(source, lock_timeout=lock_timeout) as store:  # the only writer meanwhile
         store._rows("CHECKPOINT")  # the WAL is folded in: nothing is left outside the file
         tables = [r[0] for r in store._rows("SELECT table_name FROM duckdb_tables()")]
         counts = {t: store._scalar(f'SELECT count(*) FROM "{t}"') for t in tables}
