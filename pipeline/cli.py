@@ -625,11 +625,8 @@ def serve(
         open_store(db, read_only=True, config=cfg)  # raises the one-line "how to make one"
 
     def ready(bound_host: str, bound_port: int) -> None:
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        err.print(
-            f"serving {store_path} ({source}) on http://{shown}:{bound_port}  (Ctrl-C to stop)",
-            markup=False,
-        )
+        where = _address(bound_host, bound_port)
+        err.print(f"serving {store_path} ({source}) on {where}  (Ctrl-C to stop)", markup=False)
 
     app_ = create_app(store_path, source=source, config=cfg)
     run(app_, host=host, port=port, header_timeout=header_timeout, on_ready=ready)
@@ -669,12 +666,11 @@ def up(
     )
 
     def ready(bound_host: str, bound_port: int) -> None:
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         sources = ", ".join(
             f"{s.name} ({s.schedule if not every else f'every {every:g}s'})" for s in cfg.sources
         )
         err.print(
-            f"watching {sources} into {path}; serving on http://{shown}:{bound_port}",
+            f"watching {sources} into {path}; serving on {_address(bound_host, bound_port)}",
             markup=False,
         )
         schedule.start()
@@ -684,6 +680,10 @@ def up(
     finally:
         if not schedule.stop():
             err.print("stopped with a snapshot still in flight (its answer, if any, is spooled)")
+
+
+def _address(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _describe_any(name: str, result: Any) -> str:
