@@ -365,7 +365,10 @@ def load(
         cpu1 = server.cpu_seconds()
         result["server_cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     cpu, served = result["server_cpu_s"], result["requests"]
-    result["server_cpu_us_per_request"] = cpu / served * 1e6 if cpu is not None and served else None
+    # /proc's clock ticks are 10 ms: a short quick run can see no tick at all, which is
+    # "not measured", not "free"
+    measured = cpu is not None and cpu > 0 and served
+    result["server_cpu_us_per_request"] = cpu / served * 1e6 if measured else None
     result["server_cpu_share"] = None if cpu is None else cpu / result["seconds"]
     result["client_cpu_share"] = result["client_cpu_s"] / result["seconds"]
     return result
@@ -493,9 +496,13 @@ def rows(d: dict[str, Any]) -> list[dict[str, Any]]:
             "/static",
         ),
         r("304 vs a static 304", rps["dynamic 304"], "req/s", rps["static 304"], "/static-304"),
-        r("server CPU per full body", cpu["dynamic 200"], "us/req", cpu["static 200"], "/static"),
-        r("server CPU per 304", cpu["dynamic 304"], "us/req", cpu["static 304"], "/static-304"),
     ]
+    for what, dynamic, static, route in (
+        ("full body", "dynamic 200", "static 200", "/static"),
+        ("304", "dynamic 304", "static 304", "/static-304"),
+    ):
+        if cpu[dynamic] and cpu[static]:  # a run too short for the clock has no figure
+            out.append(r(f"server CPU per {what}", cpu[dynamic], "us/req", cpu[static], route))
     us = d.get("asgi", {}).get("us_per_call", {})
     for status, how in [
         (200, "app alone"),
