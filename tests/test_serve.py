@@ -192,7 +192,13 @@ def test_no_parameters_give_a_server_error(client, params):
 
 def test_openapi_and_health(client):
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/api/v1/models", "/v1/models", "/v1/models/{model}", "/healthz"}
+    assert set(spec["paths"]) == {
+        "/api/v1/models",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/changes.atom",
+        "/healthz",
+    }
     assert client.get("/healthz").json() == {"status": "ok"}
 
 

@@ -3,7 +3,8 @@
 GET /api/v1/models        SPEC 4 parameters + as_of + source; the upstream body
 GET /v1/models            the legacy OpenAI-style list (anonymous or per token)
 GET /v1/models/{model}    one model; ids may contain '/'
-GET /openapi.json, /healthz
+GET /changes.atom         the change feed (Atom 1.0), SPEC 4 filters + since
+    GET /openapi.json, /healthz
 """
 
 from __future__ import annotations
@@ -107,6 +108,41 @@ def create_app(
             mirror.remember(raw_key, answer)
         return send(request, answer)
 
+    async def changes_atom(request: Request) -> Response:
+        from pipeline.serve.feed import FEED_PARAMS, atom_feed
+
+        try:
+            bad = non_utf8(request)
+            if bad:
+                raise BadInput(bad)
+            params = single_params(request)
+            unsupported = sorted(set(params) - set(FEED_PARAMS))
+            if unsupported:
+                raise BadInput(
+                    f"parameter {unsupported[0]!r} is not supported here; "
+                    f"accepted: {', '.join(FEED_PARAMS)}"
+                )
+            since_text = params.get("since", "").strip()
+            since = parse_time(since_text, name="since") if since_text else None
+            requested = params.get("source", "").strip() or None
+            src = requested or source
+        except ModelwatchError as exc:
+            return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
+        filters = {k: params.get(k) for k in ("type", "model", "features", "modalities")}
+        base_url = str(request.base_url).rstrip("/")
+
+        def compute(s: Store) -> Answer:
+            public = public_sources(s)
+            if src not in public:  # a private source is answered as one that does not exist
+                return Answer(400, error_body(unknown_source(requested, public)))
+            try:
+                return atom_feed(s, source=src, since=since, filters=filters, base_url=base_url)
+            except BadInput as exc:
+                return Answer(400, error_body(str(exc)))
+
+        key = ("atom", src, since, base_url, *filters.values())
+        return send(request, await _answer(mirror, key, compute))
+
     async def legacy_models(request: Request) -> Response:
         return await _legacy(request, None)
 
@@ -175,6 +211,7 @@ def create_app(
             Route("/api/v1/models", api_models, methods=["GET"]),
             Route("/v1/models", legacy_models, methods=["GET"]),
             Route("/v1/models/{model:path}", legacy_model, methods=["GET"]),
+            Route("/changes.atom", changes_atom, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ]

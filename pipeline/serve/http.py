@@ -33,6 +33,7 @@ class Answer:
 
     status: int
     body: bytes
+    media_type: str = "application/json"
     etag: str | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ def send(
         headers["Vary"] = "Authorization"
     if etag_matches(request.headers.get("if-none-match"), answer.etag):
         return Response(status_code=304, headers=headers)
-    return Response(answer.body, status_code=200, media_type=JSON_TYPE, headers=headers)
+    return Response(answer.body, status_code=200, media_type=answer.media_type, headers=headers)
 
 
 def unauthorized(body: bytes) -> Response:

@@ -119,6 +119,23 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/changes.atom": {
+            "get": {
+                "summary": "What changed, as an Atom 1.0 feed (newest first, stable ids)",
+                "parameters": [
+                    {"name": n, **_PARAM}
+                    for n in ("source", "type", "model", "features", "modalities", "since")
+                ],
+                "responses": {
+                    "200": {"description": "the feed", "content": {"application/atom+xml": {}}},
+                    "304": {"description": "not modified"},
+                    "400": {
+                        "description": "a bad parameter",
+                        "content": {_JSON: {"schema": _ERROR}},
+                    },
+                },
+            }
+        },
         "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
     },
 }

@@ -190,6 +190,25 @@ class Reads:
             {"since": since, "until": until, "source": source},
         ).drop("kind_order")
 
+    def changes_with_values(
+        self, *, source: str, since: datetime | None = None, limit: int = 200
+    ) -> pl.DataFrame:
+        """The newest `limit` changes of `source` after `since`, newest first, each with
+        the model's values then (the version that opened, or for a removal the one that
+        closed): what a change feed filters on with SPEC 4's semantics."""
+        return self.frame(
+            f"""SELECT c.changed_at, c.kind, c.field, c.old_value, c.new_value, c.pct_change,
+                       {", ".join(f"v.{c}" for c in SCHEMA if c not in ("position",))}
+                FROM model_changes c JOIN model_versions v
+                  ON v.source = c.source AND v.model_id = c.model_id
+                 AND (CASE WHEN c.kind = 'removed' THEN v.valid_to = c.changed_at
+                           ELSE v.valid_from = c.changed_at END)
+                WHERE c.source = $s AND ($since IS NULL OR c.changed_at > $since)
+                ORDER BY c.changed_at DESC, c.model_id, c.kind_order, c.field
+                LIMIT $limit""",
+            {"s": source, "since": since, "limit": limit},
+        )
+
     def price_changes_at(self, source: str, at: datetime) -> list[dict[str, Any]]:
         """The price changes one snapshot made."""
         return self.frame(
