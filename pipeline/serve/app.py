@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,11 +30,11 @@ from pipeline.serve.cache import Mirror
 from pipeline.serve.http import (
     JSON_TYPE,
     Answer,
+    checked_params,
     error_body,
     non_utf8,
     openai_error,
     send,
-    single_params,
     unauthorized,
 )
 from pipeline.serve.tokens import (
@@ -73,18 +74,8 @@ def create_app(
         if hit is not None:
             return send(request, hit)
         try:
-            bad = non_utf8(request)
-            if bad:
-                raise BadInput(bad)
-            params = single_params(request)
-            unsupported = sorted(set(params) - set(API_PARAMS))
-            if unsupported:
-                raise BadInput(
-                    f"parameter {unsupported[0]!r} is not supported here; "
-                    f"accepted: {', '.join(API_PARAMS)}"
-                )
-            as_of = params.get("as_of", "").strip()
-            when = parse_time(as_of, name="as_of") if as_of else None
+            params = checked_params(request, API_PARAMS)
+            when = _time_param(params, "as_of")
             requested = params.get("source", "").strip() or None
             src = requested or source
         except ModelwatchError as exc:
@@ -112,18 +103,8 @@ def create_app(
         from pipeline.serve.feed import FEED_PARAMS, atom_feed
 
         try:
-            bad = non_utf8(request)
-            if bad:
-                raise BadInput(bad)
-            params = single_params(request)
-            unsupported = sorted(set(params) - set(FEED_PARAMS))
-            if unsupported:
-                raise BadInput(
-                    f"parameter {unsupported[0]!r} is not supported here; "
-                    f"accepted: {', '.join(FEED_PARAMS)}"
-                )
-            since_text = params.get("since", "").strip()
-            since = parse_time(since_text, name="since") if since_text else None
+            params = checked_params(request, FEED_PARAMS)
+            since = _time_param(params, "since")
             requested = params.get("source", "").strip() or None
             src = requested or source
         except ModelwatchError as exc:
@@ -242,6 +223,11 @@ def _health_problems(mirror: Mirror, config: Config | None) -> list[str]:
         for h in health
         if h.source in configured and (h.stale or h.failing)
     ]
+
+
+def _time_param(params: dict[str, str], name: str) -> datetime | None:
+    text = params.get(name, "").strip()
+    return parse_time(text, name=name) if text else None
 
 
 def _digest(authorization: str | None) -> str | None:

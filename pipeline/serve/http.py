@@ -89,6 +89,21 @@ def single_params(request: Request) -> dict[str, str]:
     return seen
 
 
+def checked_params(request: Request, accepted: tuple[str, ...]) -> dict[str, str]:
+    """The request's parameters, each valid UTF-8, given once, bounded, and one the route
+    takes: anything else is a `BadInput` (a 400), never silently ignored."""
+    bad = non_utf8(request)
+    if bad:
+        raise BadInput(bad)
+    params = single_params(request)
+    unsupported = sorted(set(params) - set(accepted))
+    if unsupported:
+        raise BadInput(
+            f"parameter {unsupported[0]!r} is not supported here; accepted: {', '.join(accepted)}"
+        )
+    return params
+
+
 def send(
     request: Request, answer: Answer, *, private: bool = False, vary: bool = False
 ) -> Response:
