@@ -161,6 +161,19 @@ def load(
     }
 
 
+def probe_uncached(base: str, stop: threading.Event, found: list[tuple[int, float]]) -> None:
+    """Queries never asked before (each a new `model=`), one every 0.25 s until `stop`:
+    they cannot be served from the cache, so they wait for the store or get a 503."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        i = 0
+        while not stop.is_set() and i < 400:
+            i += 1
+            t0 = time.perf_counter()
+            status = client.get(f"{API}?model=never-asked-{i}").status_code
+            found.append((status, (time.perf_counter() - t0) * 1000))
+            stop.wait(0.25)
+
+
 def history_folder(c: dict[str, Any], workdir: Path) -> tuple[Path, int]:
     """The first `snapshots` payloads of the largest recorded OpenRouter history (the
     shared data folder's, else the bundled one), linked into a folder of their own."""
@@ -197,6 +210,9 @@ def serving(c: dict[str, Any], workdir: Path, log: Log) -> dict[str, Any]:
             writer = subprocess.Popen(
                 argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=replay_log, stderr=replay_log
             )
+            stop, probes = threading.Event(), []
+            prober = threading.Thread(target=probe_uncached, args=(server.base, stop, probes))
+            prober.start()
             try:
                 out["writer"] = load(server.base, urls, etags, c, writer=writer)
                 # the load may stop at its count first: the replay still gets its time
@@ -212,6 +228,15 @@ def serving(c: dict[str, Any], workdir: Path, log: Log) -> dict[str, Any]:
                 if writer.poll() is None:
                     writer.kill()
                     writer.wait(timeout=10)
+            stop.set()
+            prober.join(timeout=60)
+        waits = sorted(ms for _, ms in probes)
+        out["uncached"] = {
+            "queries": len(probes),
+            "statuses": dict(Counter(str(s) for s, _ in probes)),
+            "p50_ms": waits[len(waits) // 2] if waits else None,
+            "max_ms": waits[-1] if waits else None,
+        }
         out["replay"] = {
             "seconds": time.perf_counter() - t0,
             "returncode": writer.returncode,
@@ -340,6 +365,17 @@ def rows(d: dict[str, Any]) -> list[dict[str, Any]]:
             ),
             row("replay time (the writer)", s["replay"]["seconds"], "s"),
         ]
+        u = s.get("uncached") or {}
+        if u.get("queries"):
+            answered = f"{u['statuses'].get('200', 0)} of {u['queries']} answered, the rest 503"
+            out += [
+                r(
+                    f"never-asked query under a concurrent replay, wait p50 ({answered})",
+                    u["p50_ms"],
+                    "ms",
+                ),
+                r("never-asked query under a concurrent replay, longest wait", u["max_ms"], "ms"),
+            ]
     if p:
         out += [
             row(
