@@ -254,3 +254,24 @@ def test_kill_9_while_draining_the_spool_loses_and_doubles_nothing(tmp_path, bun
     assert Spool(db).entries() == []
     assert [t for t, _ in log] == [t for t, _ in bundled]  # every fetch, in order
     assert all(n == 1 for _, n in log)  # each exactly once
+
+
+def test_a_token_revoked_while_the_store_is_busy_is_never_honoured(served):
+    from pipeline.serve.tokens import add_token, revoke_token
+
+    with Store.open(served) as store:
+        token = add_token(store, "carol", group="default")
+    client = _asgi(create_app(served, busy_wait=0.2))
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/models", headers=bearer).status_code == 200
+    assert client.get("/v1/models").status_code == 200  # served once: servable stale later
+    with Store.open(served) as store:
+        revoke_token(store, "carol")
+    marker = served.parent / "served.duckdb.writer-waiting"
+    marker.touch()  # a writer waits: bodies may be served stale, a token's scope may not
+    try:
+        assert client.get("/v1/models").status_code == 200  # the anonymous body, stale
+        assert client.get("/v1/models", headers=bearer).status_code != 200
+    finally:
+        marker.unlink()
+    assert client.get("/v1/models", headers=bearer).status_code == 401

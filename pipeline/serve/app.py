@@ -38,6 +38,7 @@ from pipeline.serve.http import (
     unauthorized,
 )
 from pipeline.serve.tokens import (
+    ANONYMOUS,
     TokenScope,
     Unauthorized,
     public_sources,
@@ -82,10 +83,9 @@ def create_app(
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
 
         def compute(s: Store) -> Answer:
-            public = public_sources(s)
-            if src not in public:
-                # a private source is answered exactly as one that does not exist
-                return Answer(400, error_body(unknown_source(requested, public)))
+            hidden = _unknown_or_private(s, src, requested)
+            if hidden is not None:
+                return hidden
             try:
                 filters = {k: params.get(k) for k in QUERY_PARAMS}
                 frame = models(s, source=src, as_of=when, **filters)
@@ -113,9 +113,9 @@ def create_app(
         base_url = str(request.base_url).rstrip("/")
 
         def compute(s: Store) -> Answer:
-            public = public_sources(s)
-            if src not in public:  # a private source is answered as one that does not exist
-                return Answer(400, error_body(unknown_source(requested, public)))
+            hidden = _unknown_or_private(s, src, requested)
+            if hidden is not None:
+                return hidden
             try:
                 return atom_feed(s, source=src, since=since, filters=filters, base_url=base_url)
             except BadInput as exc:
@@ -153,7 +153,14 @@ def create_app(
                 return exc
 
         try:
-            scope = await _run(mirror, ("token", _digest(authorization)), lookup)
+            # anonymous needs no lookup; a token's scope is never stale: one revoked while
+            # the store is busy must not pass
+            key = ("token", _digest(authorization))
+            scope = (
+                ANONYMOUS
+                if authorization is None
+                else await _run(mirror, key, lookup, stale_ok=False)
+            )
         except ModelwatchError as exc:
             return send(request, _failure(exc))
         if isinstance(scope, Unauthorized):
@@ -225,6 +232,15 @@ def _health_problems(mirror: Mirror, config: Config | None) -> list[str]:
     ]
 
 
+def _unknown_or_private(store: Store, source: str, requested: str | None) -> Answer | None:
+    """The 400 for a source with no public history; a private source is answered exactly
+    as one that does not exist, naming only the public ones."""
+    public = public_sources(store)
+    if source in public:
+        return None
+    return Answer(400, error_body(unknown_source(requested, public)))
+
+
 def _time_param(params: dict[str, str], name: str) -> datetime | None:
     text = params.get(name, "").strip()
     return parse_time(text, name=name) if text else None
@@ -235,14 +251,16 @@ def _digest(authorization: str | None) -> str | None:
     return None if authorization is None else hashlib.sha256(authorization.encode()).hexdigest()
 
 
-async def _run(mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], T]) -> T:
+async def _run(
+    mirror: Mirror, key: tuple[Any, ...], compute: Callable[[Store], T], *, stale_ok: bool = True
+) -> T:
     """Cache hits answer inline; misses run in a worker thread (DuckDB blocks)."""
     from starlette.concurrency import run_in_threadpool
 
     hit = mirror.cached((mirror.version(), *key))
     if hit is not None:
         return hit  # type: ignore[no-any-return]
-    return await run_in_threadpool(mirror.compute, key, compute)
+    return await run_in_threadpool(lambda: mirror.compute(key, compute, stale_ok=stale_ok))
 
 
 def _failure(exc: ModelwatchError) -> Answer:

@@ -74,10 +74,13 @@ class Mirror:
                 while len(cache) > self._cache_size:
                     cache.popitem(last=False)
 
-    def compute(self, key: tuple[Any, ...], compute: Callable[[Store], T]) -> T:
+    def compute(
+        self, key: tuple[Any, ...], compute: Callable[[Store], T], *, stale_ok: bool = True
+    ) -> T:
         """The cached value for `key`, or `compute` over a briefly opened store. While the
         store is busy (a writer holds it, or waits for it) the last value computed for
-        `key` is returned; a key never computed waits a little, then `StoreLocked`."""
+        `key` is returned, when `stale_ok`; otherwise (a key never computed, or a value
+        that must be current, like a token's scope) it waits a little, then `StoreLocked`."""
         full_key = (self.version(), *key)
         hit = self.cached(full_key)
         if hit is not None:
@@ -87,7 +90,7 @@ class Mirror:
         else:
             if not self.path or not self.path.exists():
                 raise BadInput(f"database {str(self.path)!r} does not exist")
-            stale = self._last.get(key)
+            stale = self._last.get(key) if stale_ok else None
             try:
                 if writer_waiting(self.path):
                     raise StoreLocked("a writer is waiting for the database")
