@@ -3,6 +3,7 @@
     [defaults]
     db = "data/catalog.duckdb"
     report = "data/report.html"   # optional: rewritten after each run that changed something
+    plausibility_factor = 10      # a price moving more than 10x in one step is "check this"
 
     [[sources]]
     name = "aihubmix"            # the source's name in the history
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline.errors import BadInput
+from pipeline.query.plausibility import DEFAULT_FACTOR
 from pipeline.sources import get_source
 
 DEFAULT_CONFIG = Path("modelwatch.toml")
@@ -77,6 +79,7 @@ class Config:
     sources: list[SourceConfig] = field(default_factory=list)
     db: str | None = None
     report: str | None = None  # rewrite this HTML report after runs that change something
+    plausibility_factor: float = DEFAULT_FACTOR  # a price step beyond this is "check this"
 
     def hold_policy(self, name: str) -> HoldPolicy:
         """How held changes of `name` confirm themselves (the default if not configured)."""
@@ -169,4 +172,14 @@ def load_config(path: Path | None = None) -> Config:
     if len(set(names)) != len(names):
         raise BadInput(f"{target}: source names repeat: {', '.join(names)}")
     defaults = doc.get("defaults", {})
-    return Config(sources=sources, db=defaults.get("db"), report=defaults.get("report"))
+    factor = defaults.get("plausibility_factor", DEFAULT_FACTOR)
+    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 1:
+        raise BadInput(
+            f"{target}: defaults.plausibility_factor must be a number > 1, not {factor!r}"
+        )
+    return Config(
+        sources=sources,
+        db=defaults.get("db"),
+        report=defaults.get("report"),
+        plausibility_factor=float(factor),
+    )
