@@ -55,8 +55,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.config import HoldPolicy
-from pipeline.errors import BadInput
-from pipeline.ingest import ingest, source_adapter
+from pipeline.errors import BadInput, RunFailed
+from pipeline.ingest import in_batches, ingest, source_adapter
 from pipeline.outcome import IngestResult, Outcome
 from pipeline.store import Store
 from pipeline.timeutil import iso
@@ -438,15 +438,15 @@ def backfill(
 
     todo = {c.sha for c in pending}
     with _reader(target, what) as reader:
-        for commit in found:
+
+        def one(commit: Commit) -> IngestResult:
             url = url_of(commit, target.shown)
             if commit.sha not in todo:
-                done(commit, _duplicate(source, commit, logged.get((url, commit.fetched_at))))
-                continue
+                return _duplicate(source, commit, logged.get((url, commit.fetched_at)))
             body = reader.body(commit)
             if body is None:  # cannot happen: the path is this kind at every commit kept
-                continue
-            result = ingest(
+                raise RunFailed(f"commit {commit.sha[:12]} has no {target.shown!r}")
+            return ingest(
                 store,
                 body,
                 source=source,
@@ -456,7 +456,8 @@ def backfill(
                 accept_mass_removal=accept_mass_removal,
                 hold_policy=hold_policy,
             )
-            done(commit, result)
+
+        in_batches(store, found, one, done)
     return results
 
 

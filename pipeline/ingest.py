@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -37,6 +38,7 @@ from pipeline.normalise import normalise_items
 from pipeline.outcome import IngestResult, Outcome
 from pipeline.secrets import redact
 from pipeline.sources import SourceSpec, get_source
+from pipeline.sources._common import ItemMemo
 from pipeline.store import (
     FetchMeta,
     SnapshotWrite,
@@ -288,6 +290,12 @@ def read_payload(path: Path) -> bytes:
     return data
 
 
+T = TypeVar("T")
+
+# Payloads a replay applies in one transaction (a re-run after a crash redoes at most these)
+REPLAY_BATCH = 50
+
+
 def replay(
     store: Store,
     files: Iterable[tuple[datetime, Path]],
@@ -298,11 +306,13 @@ def replay(
     hold_policy: HoldPolicy | None = None,
     on_result: Callable[[Path, IngestResult], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest recorded payloads oldest first; files already stored are skipped (a no-op)."""
+    """Ingest recorded payloads oldest first (`in_batches`); files already stored are
+    skipped (a no-op)."""
     source_adapter(store, source, kind)
-    results = []
-    for fetched_at, path in files:
-        result = ingest(
+
+    def one(entry: tuple[datetime, Path]) -> IngestResult:
+        fetched_at, path = entry
+        return ingest(
             store,
             read_payload(path),
             source=source,
@@ -312,9 +322,53 @@ def replay(
             accept_mass_removal=accept_mass_removal,
             hold_policy=hold_policy,
         )
-        results.append(result)
+
+    def done(entry: tuple[datetime, Path], result: IngestResult) -> None:
         if on_result is not None:
-            on_result(path, result)
+            on_result(entry[1], result)
+
+    return in_batches(store, files, one, done)
+
+
+def in_batches(
+    store: Store,
+    entries: Iterable[T],
+    one: Callable[[T], IngestResult],
+    done: Callable[[T, IngestResult], None],
+) -> list[IngestResult]:
+    """`one(entry)` for each entry, `REPLAY_BATCH` entries to a transaction.
+
+    A snapshot's own work is the same as alone, but a batch pays for one commit, not one
+    each. A batch is all or nothing: a crash loses at most the batch in progress and a
+    re-run resumes after the last one committed. If a batch fails, it is rolled back and
+    applied again one entry at a time, so the failing entry is recorded as `failed` (its
+    body kept) exactly as it would be outside a batch, and the entries before it stand.
+    A COMMIT the disk refuses (`StoreError`) stops the run: nothing of that batch stands.
+    `done(entry, result)` is called once per entry, after its batch committed.
+    """
+    results: list[IngestResult] = []
+
+    def finish(batch: list[T], batch_results: list[IngestResult]) -> None:
+        results.extend(batch_results)
+        for entry, result in zip(batch, batch_results, strict=False):
+            done(entry, result)
+
+    pending = iter(entries)
+    while batch := list(islice(pending, REPLAY_BATCH)):
+        try:
+            with store.transaction():
+                batch_results = [one(entry) for entry in batch]
+        except StoreError:
+            raise
+        except Exception:  # noqa: BLE001 - whatever it was, the one-by-one pass meets it again
+            batch_results = []
+            try:
+                for entry in batch:
+                    batch_results.append(one(entry))
+            finally:
+                finish(batch, batch_results)
+            continue
+        finish(batch, batch_results)
     return results
 
 
@@ -323,6 +377,8 @@ def replay(
 # The last body's normaliser cache per store and source: the next snapshot re-normalises
 # only the items that changed. Held here (not in the store) and dropped with the store.
 _ITEM_CACHES: WeakKeyDictionary[Store, dict[str, dict[str, Any]]] = WeakKeyDictionary()
+# The adapter's conversions of the last body per store and source (`ItemMemo`).
+_MEMOS: WeakKeyDictionary[Store, dict[str, ItemMemo]] = WeakKeyDictionary()
 
 
 def ingest(
@@ -399,7 +455,7 @@ def ingest(
 
     # 2. not a catalog: keep the bytes, say why
     try:
-        items = spec.parse(body)
+        items = spec.parse(body, _MEMOS.setdefault(store, {}).setdefault(source, ItemMemo()))
     except PayloadRejected as exc:
         result.error = str(exc)
         return write(Outcome.REJECTED)

@@ -166,7 +166,8 @@ def test_a_token_no_header_can_carry_is_one_clear_error_that_does_not_quote_it(s
 
 def test_a_replay_that_hits_a_file_size_limit_is_one_line_and_a_rerun_repairs_it(tmp_path, bundled):
     """A real failing filesystem: `ulimit -f` in the child (Python ignores SIGXFSZ, so the
-    write fails with EFBIG, as on a full disk)."""
+    write fails with EFBIG, as on a full disk). 16 KiB is less than one batch's write-ahead
+    log, so the first COMMIT fails; the batches before it stand and a re-run resumes."""
     import shutil
     import subprocess
 
@@ -181,7 +182,7 @@ def test_a_replay_that_hits_a_file_size_limit_is_one_line_and_a_rerun_repairs_it
         [
             "bash",
             "-c",
-            'ulimit -f 100; exec "$0" "$@"',
+            'ulimit -f 16; exec "$0" "$@"',
             modelwatch,
             "replay",
             str(HISTORY),

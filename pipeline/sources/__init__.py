@@ -17,7 +17,7 @@ from pipeline.errors import UnknownSource
 class SourceSpec:
     name: str
     default_url: str
-    parse: Callable[[bytes], list[Any]]
+    parse: Callable[..., list[Any]]  # (body, memo: ItemMemo | None = None) -> items
     # SPEC 1: prices are stored in USD per 1M tokens; adapters convert other units
     price_unit: str = "USD per 1M tokens"
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected
 from pipeline.sources import SourceSpec
-from pipeline.sources._common import PER_TOKEN_UNIT, extra_fields, parse_json, per_million
+from pipeline.sources._common import (
+    PER_TOKEN_UNIT,
+    ItemMemo,
+    convert_all,
+    extra_fields,
+    parse_json,
+    per_million,
+)
 
 DEFAULT_URL = (
     "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
@@ -84,18 +91,19 @@ def to_item(model_id: str, spec: Any) -> Any:
     return {**item, **extra_fields(spec, drop=(*PRICES, *COUNTS))}
 
 
-def parse(body: bytes) -> list[Any]:
+def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object of models")
     if doc and not any(isinstance(v, dict) for k, v in doc.items() if k not in SKIPPED):
         keys = ", ".join(sorted(map(str, doc)))[:200]
         raise PayloadRejected(f"body holds no model specs (keys: {keys})")
-    return [
-        to_item(model_id, spec)
+    entries = (
+        (model_id, (model_id, spec))
         for model_id, spec in doc.items()
         if model_id not in SKIPPED and not isinstance(spec, str)
-    ]
+    )
+    return convert_all(entries, to_item, memo)
 
 
 SPEC = SourceSpec(name="litellm", default_url=DEFAULT_URL, parse=parse, price_unit=PER_TOKEN_UNIT)

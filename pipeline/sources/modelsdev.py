@@ -17,7 +17,13 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected
 from pipeline.sources import SourceSpec
-from pipeline.sources._common import extra_fields, parse_json, types_from_outputs
+from pipeline.sources._common import (
+    ItemMemo,
+    convert_all,
+    extra_fields,
+    parse_json,
+    types_from_outputs,
+)
 
 DEFAULT_URL = "https://models.dev/api.json"
 
@@ -64,7 +70,7 @@ def to_item(provider_id: str, provider_name: Any, key: str, model: Any) -> Any:
     return {**item, **extra_fields(model, drop=("cost",))}
 
 
-def parse(body: bytes) -> list[Any]:
+def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object of providers")
@@ -76,13 +82,13 @@ def parse(body: bytes) -> list[Any]:
     if doc and not providers:
         keys = ", ".join(sorted(map(str, doc)))[:200]
         raise PayloadRejected(f"body holds no provider with a 'models' object (keys: {keys})")
-    items = []
+    entries = []
     for provider_id, provider in providers:
         nested = _object(provider.get("provider"))
         name = nested.get("name", provider.get("name"))
         for key, model in provider["models"].items():
-            items.append(to_item(provider_id, name, key, model))
-    return items
+            entries.append(((provider_id, key), (provider_id, name, key, model)))
+    return convert_all(entries, to_item, memo)
 
 
 SPEC = SourceSpec(name="modelsdev", default_url=DEFAULT_URL, parse=parse)

@@ -18,7 +18,14 @@ from typing import Any
 
 from pipeline.errors import PayloadRejected, upstream_message
 from pipeline.sources import SourceSpec
-from pipeline.sources._common import catalog_list, extra_fields, parse_json
+from pipeline.sources._common import (
+    ItemMemo,
+    by_id,
+    catalog_list,
+    convert_all,
+    extra_fields,
+    parse_json,
+)
 
 DEFAULT_URL = "https://api.openai.com/v1/models"
 AIHUBMIX_LEGACY_URL = "https://aihubmix.com/v1/models"
@@ -32,12 +39,13 @@ def to_item(model: Any) -> Any:
     return {"model_id": model.get("id"), **extra_fields(model, drop=("id",))}
 
 
-def parse(body: bytes) -> list[Any]:
+def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
     doc = parse_json(body)
     if isinstance(doc, dict) and "data" not in doc and isinstance(doc.get("error"), dict):
         message = upstream_message(doc) or ""
         raise PayloadRejected(f"upstream answered an error: {message!r}")
-    return [to_item(m) for m in catalog_list(doc)]
+    models = catalog_list(doc)
+    return convert_all(by_id(models), to_item, memo)
 
 
 SPEC = SourceSpec(name="openai", default_url=DEFAULT_URL, parse=parse)

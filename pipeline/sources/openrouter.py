@@ -16,7 +16,10 @@ from typing import Any
 from pipeline.sources import SourceSpec
 from pipeline.sources._common import (
     PER_TOKEN_UNIT,
+    ItemMemo,
+    by_id,
     catalog_list,
+    convert_all,
     extra_fields,
     parse_json,
     per_million,
@@ -105,8 +108,9 @@ def to_item(model: Any) -> Any:
     return {**item, **extra_fields(model, drop=drop)}
 
 
-def parse(body: bytes) -> list[Any]:
-    return [to_item(m) for m in catalog_list(parse_json(body))]
+def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
+    models = catalog_list(parse_json(body))
+    return convert_all(by_id(models), to_item, memo)
 
 
 SPEC = SourceSpec(

@@ -226,7 +226,11 @@ class Store(Reads):
         self._depth = 1
         try:
             yield
-            self._con.execute("COMMIT")
+            try:
+                self._con.execute("COMMIT")
+            except duckdb.Error as exc:  # the disk said no: nothing of the block was written
+                reason = " ".join(str(exc).split())
+                raise StoreError(f"could not write to {str(self.path)!r}: {reason}") from exc
         except BaseException:
             with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction already
                 self._con.execute("ROLLBACK")
