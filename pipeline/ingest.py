@@ -356,7 +356,7 @@ def in_batches(
     pending = iter(entries)
     while batch := list(islice(pending, REPLAY_BATCH)):
         try:
-            with store.transaction():
+            with store.batch():
                 batch_results = [one(entry) for entry in batch]
         except StoreError:
             raise

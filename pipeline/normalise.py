@@ -231,7 +231,7 @@ def normalise_items(
     fresh: list[int] = []
     for position, item in enumerate(items):
         hit = cache.get(item.get("model_id")) if isinstance(item, dict) else None  # type: ignore[arg-type]
-        if hit is not None and hit[0] == item:
+        if hit is not None and (hit[0] is item or hit[0] == item):  # `is`: the adapter's memo
             rows.append({**hit[1], "position": position})
             own_reasons.append(list(hit[3]))
             hashes.append(hit[2])

@@ -30,6 +30,7 @@ from pipeline.outcome import ACCEPTED, IngestResult, Outcome
 from pipeline.store.archive import RawArchive, content_hash
 from pipeline.store.history import (
     FetchMeta,
+    PendingVersions,
     SnapshotWrite,
     VersionChanges,
     apply_changes,
@@ -112,6 +113,8 @@ class Store(Reads):
         self._archive = RawArchive(con)
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
+        self._pending: PendingVersions | None = None  # a batch's type-2 changes (`batch`)
+        self._kinds_recorded: set[str] = set()  # sources whose adapter is in source_kinds
         if not read_only:
             con.execute(f"SET force_compression = '{COMPRESSION}'")
         try:
@@ -192,12 +195,17 @@ class Store(Reads):
 
     def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         """A query's result as a polars frame."""
+        self._flush(sql)
         try:
             return pl.DataFrame(self._con.sql(sql, params=params))  # Arrow stream: no pyarrow
         except duckdb.Error as exc:
             raise self._failure(exc) from exc
 
-    def _rows(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Any]:
+    def _rows(
+        self, sql: str, params: dict[str, Any] | list[Any] | None = None, *, flush: bool = True
+    ) -> list[Any]:
+        if flush:
+            self._flush(sql)
         try:
             return self._con.execute(sql, params if params is not None else []).fetchall()
         except duckdb.Error as exc:
@@ -236,9 +244,37 @@ class Store(Reads):
                 self._con.execute("ROLLBACK")
             self._archive.forget()
             self._states.clear()
+            self._kinds_recorded.clear()
             raise
         finally:
             self._depth = 0
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for many snapshots, their type-2 changes applied set-wise at
+        its end (and before any query that reads the versions): all or nothing."""
+        if self._depth:
+            yield  # inside a larger unit: plain writes
+            return
+        with self.transaction():
+            self._pending = PendingVersions()
+            try:
+                yield
+                self._flush()
+            finally:
+                self._pending = None
+
+    def _flush(self, sql: str | None = None) -> None:
+        """Write a batch's pending versions, if `sql` (None: any) may read them."""
+        pending = self._pending
+        if pending and (sql is None or any(t in sql for t in PendingVersions.READERS)):
+            try:
+                pending.flush(self._con)
+            except duckdb.Error as exc:
+                raise self._failure(exc) from exc
+
+    def _pending_seen(self, source: str, ids: list[str]) -> set[str]:
+        return self._pending.seen(source, ids) if self._pending is not None else set()
 
     @property
     def in_transaction(self) -> bool:
@@ -341,21 +377,25 @@ class Store(Reads):
         try:
             with self.transaction():
                 if w.body is not None and result.content_hash is not None:
+                    first_time = False
                     if not (
                         result.outcome is Outcome.UNCHANGED and w.raw_base == result.content_hash
                     ):
-                        self._archive.put(
+                        first_time = self._archive.put(
                             source, w.body, result.content_hash, result.fetched_at, w.raw_base
                         )
-                    store_quarantine(self._con, source, result.content_hash, w.quarantine)
+                    store_quarantine(
+                        self._con, source, result.content_hash, w.quarantine, first_time
+                    )
                 result.fetch_id = log_fetch(self._con, result, w.meta)
-                if w.kind is not None:
+                if w.kind is not None and source not in self._kinds_recorded:
                     self._rows(
                         "INSERT INTO source_kinds VALUES (?, ?) ON CONFLICT DO NOTHING",
                         [source, w.kind],
                     )
+                    self._kinds_recorded.add(source)
                 if w.changes is not None:
-                    apply_changes(self._con, result, w.changes)
+                    apply_changes(self._con, result, w.changes, self._pending)
         except Exception as exc:
             if isinstance(exc, ModelwatchError) or self.in_transaction:
                 raise  # inside a larger transaction: the caller's whole unit fails

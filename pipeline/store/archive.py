@@ -93,13 +93,14 @@ class RawArchive:
         while len(self._bodies) > 4:
             self._bodies.pop(next(iter(self._bodies)))
 
-    def put(self, source: str, body: bytes, digest: str, at: datetime, base: str | None) -> None:
-        """Archive `body` (a delta against `base` when given), unless it is stored already.
-        Runs inside the caller's transaction; `forget()` after a rollback."""
+    def put(self, source: str, body: bytes, digest: str, at: datetime, base: str | None) -> bool:
+        """Archive `body` (a delta against `base` when given), unless it is stored already;
+        whether it was stored now. Runs inside the caller's transaction; `forget()` after
+        a rollback."""
         if digest in self._depths or self._one(
             "SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest]
         ):
-            return
+            return False
         depth = 0
         if base is not None:
             if base not in self._depths:
@@ -125,6 +126,7 @@ class RawArchive:
         )
         self._remember(digest, body)
         self._depths[digest] = depth
+        return True
 
     def forget(self) -> None:
         """After a rollback: what this archive remembers may name bodies never committed."""

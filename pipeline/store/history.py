@@ -92,12 +92,17 @@ def log_fetch(con: duckdb.DuckDBPyConnection, result: IngestResult, meta: FetchM
 
 
 def store_quarantine(
-    con: duckdb.DuckDBPyConnection, source: str, digest: str, rows: list[Any]
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    digest: str,
+    rows: list[Any],
+    first_time: bool = False,
 ) -> None:
-    """Invalid rows with their reasons, once per distinct body."""
-    if (
-        not rows
-        or con.execute(
+    """Invalid rows with their reasons, once per distinct body (a body archived just now,
+    `first_time`, has none stored yet)."""
+    if not rows or (
+        not first_time
+        and con.execute(
             "SELECT 1 FROM quarantine WHERE content_hash = ? LIMIT 1", [digest]
         ).fetchall()
     ):
@@ -108,31 +113,116 @@ def store_quarantine(
     )
 
 
-def apply_changes(
-    con: duckdb.DuckDBPyConnection, result: IngestResult, changes: VersionChanges
-) -> None:
-    """Close the versions that end, open the fresh ones, record the snapshot and its order."""
-    source, at = result.source, result.fetched_at
-    if changes.closing:
-        con.execute(
-            "UPDATE model_versions SET valid_to = ? WHERE source = ? AND valid_to IS NULL "
-            "AND list_contains(?, model_id)",
-            [at, source, changes.closing],
-        )
-    if changes.fresh:
-        new_rows = frame_from_rows([r for r, _ in changes.fresh]).with_columns(
-            pl.Series("row_hash", [h for _, h in changes.fresh], dtype=pl.String)
-        )
-        con.register("_new_rows", new_rows)
-        try:
-            cols = ", ".join(VERSION_COLUMNS)
-            con.execute(
-                f"INSERT INTO model_versions ({cols}, valid_from, valid_to, row_hash, fetch_id)"
-                f" SELECT {cols}, ?, NULL, row_hash, ? FROM _new_rows",
-                [at, result.fetch_id],
+class PendingVersions:
+    """The type-2 changes of a batch of snapshots, applied set-wise when it ends (or
+    before anything reads the versions): versions opened and closed within the batch are
+    written once with both ends, the versions open before it are closed by one UPDATE."""
+
+    # tables and views whose answer depends on model_versions
+    READERS = ("model_versions", "model_changes", "price_changes", "catalog_as_of", "compare")
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.open: dict[tuple[str, str], int] = {}  # (source, model_id) -> index in rows
+        self.closings: dict[tuple[str, str], Any] = {}  # versions stored open -> valid_to
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.closings)
+
+    def add(self, result: IngestResult, changes: VersionChanges) -> None:
+        source, at = result.source, result.fetched_at
+        for model_id in changes.closing:
+            index = self.open.pop((source, model_id), None)
+            if index is None:
+                self.closings[(source, model_id)] = at
+            else:
+                self.rows[index]["valid_to"] = at
+        for record, digest in changes.fresh:
+            self.open[(source, record["model_id"])] = len(self.rows)
+            self.rows.append(
+                {
+                    **record,
+                    "valid_from": at,
+                    "valid_to": None,
+                    "row_hash": digest,
+                    "fetch_id": result.fetch_id,
+                }
             )
-        finally:
-            con.unregister("_new_rows")
+
+    def seen(self, source: str, ids: list[str]) -> set[str]:
+        """Which of `ids` opened a version in this batch."""
+        opened = {m for s, m in (*self.open, *self.closings) if s == source}
+        opened |= {r["model_id"] for r in self.rows if r["source"] == source}
+        return opened & set(ids)
+
+    def flush(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self.closings:
+            closing = pl.DataFrame(
+                [(s, m, at) for (s, m), at in self.closings.items()],
+                schema={"source": pl.String, "model_id": pl.String, "valid_to": pl.Datetime("us")},
+                orient="row",
+            )
+            con.register("_closing", closing)
+            try:
+                con.execute(
+                    "UPDATE model_versions SET valid_to = c.valid_to FROM _closing c "
+                    "WHERE model_versions.source = c.source "
+                    "AND model_versions.model_id = c.model_id AND model_versions.valid_to IS NULL"
+                )
+            finally:
+                con.unregister("_closing")
+        if self.rows:
+            _insert_versions(con, self.rows)
+        self.rows, self.open, self.closings = [], {}, {}
+
+
+def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    new_rows = frame_from_rows(rows).with_columns(
+        pl.Series("valid_from", [r["valid_from"] for r in rows], dtype=pl.Datetime("us")),
+        pl.Series("valid_to", [r["valid_to"] for r in rows], dtype=pl.Datetime("us")),
+        pl.Series("row_hash", [r["row_hash"] for r in rows], dtype=pl.String),
+        pl.Series("fetch_id", [r["fetch_id"] for r in rows], dtype=pl.Int64),
+    )
+    con.register("_new_rows", new_rows)
+    try:
+        cols = ", ".join((*VERSION_COLUMNS, "valid_from", "valid_to", "row_hash", "fetch_id"))
+        con.execute(f"INSERT INTO model_versions ({cols}) SELECT {cols} FROM _new_rows")
+    finally:
+        con.unregister("_new_rows")
+
+
+def apply_changes(
+    con: duckdb.DuckDBPyConnection,
+    result: IngestResult,
+    changes: VersionChanges,
+    pending: PendingVersions | None = None,
+) -> None:
+    """Close the versions that end, open the fresh ones, record the snapshot and its order.
+    With `pending` (a batch), the versions are left to its flush."""
+    source, at = result.source, result.fetched_at
+    if pending is not None:
+        pending.add(result, changes)
+    else:
+        if changes.closing:
+            con.execute(
+                "UPDATE model_versions SET valid_to = ? WHERE source = ? AND valid_to IS NULL "
+                "AND list_contains(?, model_id)",
+                [at, source, changes.closing],
+            )
+        if changes.fresh:
+            _insert_versions(
+                con,
+                [
+                    {
+                        **r,
+                        "valid_from": at,
+                        "valid_to": None,
+                        "row_hash": h,
+                        "fetch_id": result.fetch_id,
+                    }
+                    for r, h in changes.fresh
+                ],
+            )
     if changes.order_is_new:  # most changes keep the order
         dense = changes.positions == list(range(len(changes.ids)))  # no quarantined gaps
         con.execute(

@@ -38,8 +38,14 @@ class Reads:
     def frame(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pl.DataFrame:
         raise NotImplementedError
 
-    def _rows(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Any]:
+    def _rows(
+        self, sql: str, params: dict[str, Any] | list[Any] | None = None, *, flush: bool = True
+    ) -> list[Any]:
         raise NotImplementedError
+
+    def _pending_seen(self, source: str, ids: list[str]) -> set[str]:
+        """Which of `ids` opened a version in the batch being written (not yet flushed)."""
+        return set()
 
     def _scalar(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
         rows = self._rows(sql, params)
@@ -153,15 +159,21 @@ class Reads:
         ]
 
     def seen_before(self, source: str, ids: list[str]) -> set[str]:
-        """Which of `ids` `source` has ever listed."""
-        return {
-            r[0]
-            for r in self._rows(
-                "SELECT DISTINCT model_id FROM model_versions WHERE source = ? "
-                "AND list_contains(?, model_id)",
-                [source, ids],
-            )
-        }
+        """Which of `ids` `source` has ever listed (a batch's pending versions included,
+        without writing them first: they only add to what is stored)."""
+        seen = self._pending_seen(source, ids)
+        rest = [m for m in ids if m not in seen]
+        if rest:
+            seen |= {
+                r[0]
+                for r in self._rows(
+                    "SELECT DISTINCT model_id FROM model_versions WHERE source = ? "
+                    "AND list_contains(?, model_id)",
+                    [source, rest],
+                    flush=False,
+                )
+            }
+        return seen
 
     def versions(self, source: str, model_id: str) -> pl.DataFrame:
         """One row per version of a model: prices and limits, valid_from/valid_to."""
@@ -172,6 +184,14 @@ class Reads:
             [source, model_id],
         )
 
+    def model_history(self, source: str, model_id: str) -> pl.DataFrame:
+        """Every version of one model with all its fields, oldest first (its page)."""
+        return self.frame(
+            "SELECT * EXCLUDE (row_hash, fetch_id) FROM model_versions "
+            "WHERE source = ? AND model_id = ? ORDER BY valid_from",
+            [source, model_id],
+        )
+
     # -- what changed ---------------------------------------------------------------------
     def changes(
         self,
@@ -179,15 +199,17 @@ class Reads:
         since: datetime | None = None,
         until: datetime | None = None,
         source: str | None = None,
+        model_id: str | None = None,
     ) -> pl.DataFrame:
-        """`model_changes` in (since, until], oldest first."""
+        """`model_changes` in (since, until] (of one model, if given), oldest first."""
         return self.frame(
             """SELECT * FROM model_changes
                WHERE ($since IS NULL OR changed_at > $since)
                  AND ($until IS NULL OR changed_at <= $until)
                  AND ($source IS NULL OR source = $source)
+                 AND ($model IS NULL OR model_id = $model)
                ORDER BY changed_at, source, model_id, kind_order, field""",
-            {"since": since, "until": until, "source": source},
+            {"since": since, "until": until, "source": source, "model": model_id},
         ).drop("kind_order")
 
     def changes_with_values(
