@@ -215,7 +215,7 @@ def test_a_failure_mid_write_leaves_history_as_it_was(store, bundled, monkeypatc
     # the fetch is logged and changed versions are closed when the new rows fail
     import pipeline.store.history
 
-    monkeypatch.setattr(pipeline.store.history, "frame_from_rows", crash)
+    monkeypatch.setattr(pipeline.store.history, "_insert_versions", crash)
     with pytest.raises(StoreError, match="could not apply the snapshot: OSError: disk full"):
         ingest(store, second, source="aihubmix", fetched_at=t2)
     assert {name: table(store, name) for name in HISTORY_TABLES} == before

@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from pipeline.outcome import IngestResult
-from pipeline.store.schema import VERSION_COLUMNS
+from pipeline.store.schema import VERSION_COLUMNS, VERSION_SQL_TYPES
 from schemas.record import frame_from_rows
 
 
@@ -176,7 +176,21 @@ class PendingVersions:
         self.rows, self.open, self.closings = [], {}, {}
 
 
+# A poll's few new versions go in as one parameterised VALUES list (~0.6 ms for ten);
+# a batch's or a first load's many, through Arrow (~3 ms whatever the count)
+VALUES_UP_TO = 200
+_INSERTED = (*VERSION_COLUMNS, "valid_from", "valid_to", "row_hash", "fetch_id")
+_ONE_ROW = "(" + ", ".join(f"?::{VERSION_SQL_TYPES.get(c, 'VARCHAR')}" for c in _INSERTED) + ")"
+
+
 def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    cols = ", ".join(_INSERTED)
+    if len(rows) <= VALUES_UP_TO:
+        con.execute(
+            f"INSERT INTO model_versions ({cols}) VALUES {', '.join([_ONE_ROW] * len(rows))}",
+            [r[c] for r in rows for c in _INSERTED],
+        )
+        return
     new_rows = frame_from_rows(rows).with_columns(
         pl.Series("valid_from", [r["valid_from"] for r in rows], dtype=pl.Datetime("us")),
         pl.Series("valid_to", [r["valid_to"] for r in rows], dtype=pl.Datetime("us")),
@@ -185,7 +199,6 @@ def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]])
     )
     con.register("_new_rows", new_rows)
     try:
-        cols = ", ".join((*VERSION_COLUMNS, "valid_from", "valid_to", "row_hash", "fetch_id"))
         con.execute(f"INSERT INTO model_versions ({cols}) SELECT {cols} FROM _new_rows")
     finally:
         con.unregister("_new_rows")

@@ -40,6 +40,13 @@ from schemas.record import COLUMNS, FIELDS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_C
 SCHEMA_VERSION = 1
 _VERSION_COLS = [f for f in FIELDS if f.name != "position"]
 VERSION_COLUMNS = tuple(f.name for f in _VERSION_COLS)
+VERSION_SQL_TYPES = {
+    **{f.name: f.sql for f in _VERSION_COLS},
+    "valid_from": "TIMESTAMP",
+    "valid_to": "TIMESTAMP",
+    "row_hash": "VARCHAR",
+    "fetch_id": "BIGINT",
+}
 
 DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS fetch_id_seq START 1;
