@@ -10,6 +10,9 @@ Events:
     modelwatch.source.stale      a source had no success for 3 schedule intervals
     modelwatch.hold.started      a source's first held (suspect) snapshot since it was fine
     modelwatch.hold.resolved     held snapshots were applied (confirmed, or accepted)
+
+After the write, the `alerts` task sends the `[[alerts]]` of the config (SPEC 5b,
+`pipeline.alerts`); its result and logs hold alert names and counts, never a URL.
 """
 
 from __future__ import annotations
@@ -198,6 +201,27 @@ def report_task(db: str, result: IngestResult) -> dict[str, Any]:
     return counts
 
 
+@task(name="alerts")
+def alerts_task(db: str, config_path: str | None = None) -> list[dict[str, Any]]:
+    """Send the alerts of the config after the write (SPEC 5b): one message per alert.
+    Returns names, states and counts, never a URL; a failed delivery fails nothing."""
+    from pipeline.alerts import send_alerts
+
+    config = load_config(Path(config_path) if config_path else None)
+    return send_alerts(Path(db), config, lock_timeout=LOCK_TIMEOUT).summary()
+
+
+def _send_alerts(logger: Any, db: str, config: Config, config_path: str | None) -> None:
+    if not config.alerts:
+        return
+    try:
+        for outcome in alerts_task(db, config_path):
+            level = logger.info if outcome["state"] in ("sent", "baseline") else logger.warning
+            level("%s", outcome["line"])
+    except Exception as exc:  # never fails the snapshot it follows
+        logger.warning("alerts not sent: %s: %s", type(exc).__name__, exc)
+
+
 @task(name="html-report")
 def html_report_task(db: str, source: str, out: str) -> str:
     """Rewrite the HTML report and link it from the run."""
@@ -286,6 +310,7 @@ def snapshot_catalog(
     except FetchError as exc:
         outcome = record_failure_task(path, plan, exc, bool(spec.token_env))
         _fail_event(source, outcome, str(exc))
+        _send_alerts(logger, path, config, config_path)
         raise
     result = store_task(path, plan, response, accept_mass_removal, bool(spec.token_env), spec.hold)
     if isinstance(result, Spooled):
@@ -296,6 +321,7 @@ def snapshot_catalog(
     if report_to and result.outcome is Outcome.NEW:
         html_report_task(path, source, report_to)
     logger.info("%s: %s", source, counts)
+    _send_alerts(logger, path, config, config_path)
     if result.outcome in (Outcome.REJECTED, Outcome.SUSPECT):
         _fail_event(source, result.outcome, result.error or "")
         raise RunFailed(f"{source}: {result.outcome}: {result.error}")

@@ -172,18 +172,22 @@ def snapshot(
     wait: Annotated[
         float, typer.Option(min=0, help="seconds to wait for a busy store before spooling")
     ] = 10.0,
+    config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
     """Fetch a catalog once (conditional GET) and store it.
 
     The store is held only to plan and to write: while another process holds it, the
-    answer is spooled beside it and applied by the next run (exit 0)."""
+    answer is spooled beside it and applied by the next run (exit 0). Then the alerts
+    of modelwatch.toml send what changed."""
+    from pipeline.config import load_config
     from pipeline.ingest import Skipped, Spooled, snapshot_at
 
     token = os.environ.get(token_env) if token_env else None
     if token_env and not token:
         raise BadInput(f"environment variable {token_env!r} is not set")
-    path = _writable(db)
+    cfg = load_config(config)
+    path = _writable(db, cfg)
     with err.status(f"{source}: fetching", spinner="dots") if err.is_terminal else nullcontext():
         result = snapshot_at(
             path,
@@ -195,10 +199,10 @@ def snapshot(
             token=token,
             max_attempts=retries + 1,
             timeout=timeout,
-            hold_policy=_hold_policy(source),
+            hold_policy=cfg.hold_policy(source),
             lock_timeout=wait,
         )
-    if isinstance(result, Spooled):
+    if isinstance(result, Spooled):  # the store is busy: the alerts wait for the next run
         out.print(
             f"{source} {iso(result.fetched_at)}: spooled, the store is busy "
             f"({result.reason}); the next run that can write applies it",
@@ -210,8 +214,25 @@ def snapshot(
             f"{source}: skipped, the last answer ({iso(result.last_fetch)}) is fresh "
             f"until {iso(result.fresh_until)}; use --force to fetch anyway"
         )
+        _send_alerts(path, cfg, wait)  # retries, and sources gone stale
         return
+    _send_alerts(path, cfg, wait)
     _finish([result])
+
+
+def _send_alerts(path: Path, cfg: Any, wait: float = 10.0) -> None:
+    """The alerts of `cfg` after a run committed (SPEC 5b): one line each on stderr; a
+    delivery that fails never changes the run's exit code."""
+    if not cfg.alerts:
+        return
+    from pipeline.alerts import send_alerts
+
+    try:
+        lines = send_alerts(path, cfg, lock_timeout=wait).lines()
+    except Exception as exc:  # a bug in sending must not fail a committed snapshot
+        lines = [f"alerts: not sent: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"]
+    for line in lines:
+        err.print(line, markup=False)
 
 
 def _finish(results: list[IngestResult]) -> None:
@@ -234,12 +255,29 @@ def replay(
     accept_mass_removal: Annotated[
         bool, typer.Option(help="apply snapshots that remove over half the models")
     ] = False,
+    alerts: Annotated[
+        bool, typer.Option("--alerts", help="then send the alerts of modelwatch.toml")
+    ] = False,
+    config: ConfigOption = None,
     db: DbOption = None,
 ) -> None:
-    """Ingest recorded payloads, oldest first, each as fetched at the time in its name."""
+    """Ingest recorded payloads, oldest first, each as fetched at the time in its name.
+
+    Silent unless --alerts: then the alerts of modelwatch.toml send what it committed."""
+    from pipeline.config import load_config
+
+    cfg = load_config(config)
+    path = db_path(db, cfg)
     results = _replay(
-        directory, source=source, kind=kind, accept_mass_removal=accept_mass_removal, db=db
+        directory,
+        source=source,
+        kind=kind,
+        accept_mass_removal=accept_mass_removal,
+        db=path,
+        config=config,
     )
+    if alerts:
+        _send_alerts(path, cfg)
     _print_replay_summary(results)
     _report_not_applied(results, "payloads")
     _finish(results)
@@ -265,6 +303,7 @@ def _replay(
     accept_mass_removal: bool,
     db: Path | None,
     kind: str | None = None,
+    config: Path | None = None,
 ) -> list[IngestResult]:
     from pipeline.ingest import replay as run_replay
     from pipeline.ingest import scan_payloads
@@ -283,15 +322,15 @@ def _replay(
             source=source,
             kind=kind,
             accept_mass_removal=accept_mass_removal,
-            hold_policy=_hold_policy(source),
+            hold_policy=_hold_policy(source, config),
             on_result=lambda _p, _r: advance(),
         )
 
 
-def _hold_policy(source: str) -> Any:
+def _hold_policy(source: str, config: Path | None = None) -> Any:
     from pipeline.config import load_config
 
-    return load_config().hold_policy(source)
+    return load_config(config).hold_policy(source)
 
 
 @contextmanager
@@ -613,7 +652,8 @@ def serve(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Serve the history as the AiHubMix API: /api/v1/models, /v1/models, /v1/models/{id}."""
+    """Serve the history as the AiHubMix API (/api/v1/models, /v1/models, /v1/models/{id})
+    and as pages for people (/, /models/{id}, /changes)."""
     from pipeline.config import config_file, load_config
     from pipeline.serve import create_app
     from pipeline.serve.server import run
@@ -662,7 +702,11 @@ def up(
         err.print(_describe_any(name, result), markup=False)
 
     schedule = Schedule(
-        path, cfg, interval=timedelta(seconds=every) if every else None, on_result=said
+        path,
+        cfg,
+        interval=timedelta(seconds=every) if every else None,
+        on_result=said,
+        on_alert=lambda line: err.print(line, markup=False),
     )
 
     def ready(bound_host: str, bound_port: int) -> None:
@@ -749,6 +793,75 @@ def tokens_list(db: DbOption = None) -> None:
         scope = f"models: {', '.join(r['models'])}" if r["models"] else f"group: {r['group']}"
         table.add_row(r["name"], scope, iso(r["created_at"]))
     out.print(table)
+
+
+alerts_app = typer.Typer(
+    help="Messages sent when stored changes match an alert of modelwatch.toml (SPEC 5b).",
+    no_args_is_help=True,
+)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(config: ConfigOption = None, db: DbOption = None) -> None:
+    """Each alert: its destination (secrets shown as ${VAR}), kinds and filters, when it
+    last sent, and how many changes wait (pending) or wait for a retry (failed)."""
+    from rich.text import Text
+
+    from pipeline.alerts import alert_status, check_scheme
+    from pipeline.config import ALERT_KINDS, load_config
+    from pipeline.timeutil import utcnow
+
+    cfg = load_config(config)
+    for alert in cfg.alerts:
+        check_scheme(alert)  # a URL Apprise cannot use is a config error here
+    if db_path(db, cfg).exists():
+        with open_store(db, read_only=True, config=cfg) as store:
+            rows = alert_status(store, cfg, now=utcnow())
+    else:
+        rows = alert_status(None, cfg, now=utcnow())
+    table = Table(show_edge=False)
+    for name in ("name", "destination", "on", "filters", "last sent", "pending", "failed"):
+        right = name in ("pending", "failed")
+        table.add_column(name, overflow="fold", justify="right" if right else "left")
+    for r in rows:
+        kinds = "all" if set(r.alert.on) == set(ALERT_KINDS) else ", ".join(r.alert.on)
+        table.add_row(
+            Text(r.alert.name),
+            Text(r.alert.url),
+            kinds,
+            Text(r.filters()),
+            iso(r.last_sent) or "never",
+            "-" if r.pending is None else str(r.pending),
+            str(r.failed),
+        )
+    out.print(table)
+    if not cfg.alerts:
+        err.print("no alerts configured: add [[alerts]] tables to modelwatch.toml", markup=False)
+    for r in rows:
+        if r.error:
+            err.print(f"alert {r.alert.name!r}: {r.error}", markup=False)
+        if r.unconfirmed:
+            err.print(
+                f"alert {r.alert.name!r}: {r.unconfirmed} changes were being sent when a run "
+                "stopped; they are not sent again",
+                markup=False,
+            )
+
+
+@alerts_app.command("test")
+def alerts_test(
+    name: Annotated[str, typer.Argument(help="the alert's name in modelwatch.toml")],
+    config: ConfigOption = None,
+) -> None:
+    """Send a sample message to the alert's destination now; exit 1 if it is not delivered."""
+    from pipeline.alerts import send_sample
+    from pipeline.config import load_config
+
+    cfg = load_config(config)
+    alert = cfg.alert(name)
+    send_sample(alert, cfg)
+    out.print(f"alert {name!r}: sample message sent to {alert.url}", markup=False)
 
 
 @app.command()

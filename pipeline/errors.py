@@ -9,7 +9,8 @@ ModelwatchError                 base: the CLI prints its message on one line, ex
 │   └── UpstreamError           the upstream was unreachable or kept failing (5xx, timeouts)
 ├── StoreError                  the DuckDB store cannot do what was asked
 │   └── StoreLocked             another process holds the database file
-└── RunFailed                   a scheduled run recorded its fetches but applied nothing
+├── RunFailed                   a scheduled run recorded its fetches but applied nothing
+└── DeliveryFailed              an alert's message was not delivered (`alerts test`)
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class StoreLocked(StoreError):
 
 class RunFailed(ModelwatchError):
     """A scheduled run recorded what happened, but a source was rejected, held or failed."""
+
+
+class DeliveryFailed(ModelwatchError):
+    """An alert's message did not reach its destination (the message says why, no secret)."""
 
 
 class UnknownSource(BadInput):

@@ -6,6 +6,7 @@ what it cannot write, so the process never locks analysts out of the file (a not
 the `duckdb` shell, `modelwatch models` can open it between writes). The served API
 runs in the main thread; SIGINT or SIGTERM stops the server, then the schedule, which
 finishes the snapshot in flight (or its answer goes to the spool) within `STOP_WAIT` s.
+After each snapshot the configured alerts send what changed (`pipeline.alerts`).
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ class Schedule:
         *,
         interval: timedelta | None = None,
         on_result: Callable[[str, Any], None] | None = None,
+        on_alert: Callable[[str], None] | None = None,
         now: Callable[[], datetime] = utcnow,
     ):
         self.db = db
         self.config = config
         self.interval = interval
         self.on_result = on_result or (lambda source, result: None)
+        self.on_alert = on_alert or (lambda line: log.warning("%s", line))
         self.now = now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelwatch-schedule", daemon=True)
@@ -85,10 +88,11 @@ class Schedule:
     def run_once(self, source: SourceConfig) -> Any:
         """One snapshot of `source`: its result, or the error it ended with (never raised:
         one failing source stops neither the others nor the server)."""
-        from pipeline.ingest import snapshot_at
+        from pipeline.ingest import Spooled, snapshot_at
 
+        result: Any
         try:
-            return snapshot_at(
+            result = snapshot_at(
                 self.db,
                 source=source.name,
                 kind=source.kind,
@@ -99,4 +103,21 @@ class Schedule:
             )
         except ModelwatchError as exc:
             log.warning("%s: %s", source.name, exc)
-            return exc
+            result = exc
+        if not isinstance(result, Spooled):  # spooled: the store is busy, alerts wait too
+            self.send_alerts()
+        return result
+
+    def send_alerts(self) -> None:
+        """The alerts of the config (SPEC 5b), after a snapshot: one log line each; a
+        failed delivery is retried by the next run and stops nothing."""
+        if not self.config.alerts:
+            return
+        from pipeline.alerts import send_alerts
+
+        try:
+            lines = send_alerts(self.db, self.config, lock_timeout=LOCK_WAIT).lines()
+        except Exception as exc:  # a bug in sending must not stop the schedule
+            lines = [f"alerts: not sent: {type(exc).__name__}: {exc}"]
+        for line in lines:
+            self.on_alert(line)

@@ -41,6 +41,7 @@ ELSEWHERE = {
     "export PREFECT_API_URL": "tests/test_schedule_server.py (slow)",
     "marimo edit": "interactive; the notebooks run headless in tests/test_reports.py",
     "python -m bench": "tests/test_bench_smoke.py (slow) runs the harness",
+    "modelwatch alerts test": "tests/test_alerts.py (a real webhook receiver on 127.0.0.1)",
 }
 
 

@@ -27,10 +27,13 @@ def flag_implausible(changes: pl.DataFrame, factor: float = DEFAULT_FACTOR) -> p
     """`changes` (rows of `model_changes`: kind, field, pct_change) with a boolean
     `check` column: a price changed by more than `factor` either way in one step."""
     ratio = 1 + pl.col("pct_change") / 100  # new / old; pct_change is null when old is 0
+    # pct_change is rounded (and -90% is 0.0999...98 in floats): a step of exactly
+    # `factor` either way is not "more than" it
+    slack = 1e-6
     flagged = (
         (pl.col("kind") == "changed")
         & pl.col("field").is_in(list(PRICE_COLUMNS))
         & (ratio > 0)
-        & ((ratio > factor) | (ratio < 1 / factor))
+        & ((ratio > factor * (1 + slack)) | (ratio * factor < 1 - slack))
     )
     return changes.with_columns(flagged.fill_null(False).alias("check"))

@@ -137,6 +137,30 @@ def chart_frontier(points: pl.DataFrame) -> Any:
     )
 
 
+def chart_model_prices(steps: pl.DataFrame, title: str) -> Any:
+    """One model's prices over time (a served model page): `steps` holds `at`, `price`
+    (which one), `usd`, `run` (a stretch without a gap: a removal breaks the line) and
+    `seq` (drawing order: a version's end comes before the next one's start)."""
+    import altair as alt
+
+    return (
+        alt.Chart(
+            printable(steps),
+            title=re.sub(CONTROL, "\ufffd", title),
+            width=WIDTH,
+            height=HEIGHT,
+        )
+        .mark_line(interpolate="step-after", point=True)
+        .encode(
+            _utc("at", "valid from (UTC)"),
+            alt.Y("usd:Q", title="USD per 1M tokens"),
+            alt.Color("price:N", title="price"),
+            alt.Detail("run:N"),
+            alt.Order("seq:Q"),
+        )
+    )
+
+
 _TEXT = re.compile(r">([^<]*)<")
 
 

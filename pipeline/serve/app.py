@@ -4,6 +4,7 @@ GET /api/v1/models        SPEC 4 parameters + as_of + source; the upstream body
 GET /v1/models            the legacy OpenAI-style list (anonymous or per token)
 GET /v1/models/{model}    one model; ids may contain '/'
 GET /changes.atom         the change feed (Atom 1.0), SPEC 4 filters + since
+GET /, /models/{model}, /changes   pages for people (pages.py)
     GET /openapi.json, /healthz
 """
 
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from pipeline.config import Config
 from pipeline.errors import BadInput, ModelwatchError, StoreLocked
 from pipeline.query import QUERY_PARAMS
+from pipeline.query.plausibility import DEFAULT_FACTOR
 from pipeline.query.render import catalog_body
 from pipeline.serve.cache import Mirror
 from pipeline.serve.http import (
@@ -37,6 +39,7 @@ from pipeline.serve.http import (
     send,
     unauthorized,
 )
+from pipeline.serve.pages import page_routes
 from pipeline.serve.tokens import (
     ANONYMOUS,
     TokenScope,
@@ -65,6 +68,7 @@ def create_app(
     `config` names the sources whose staleness `/healthz` reports; `busy_wait` is how long
     a query never answered before waits for a busy store before a 503."""
     mirror = Mirror(db, store=store, source=source, wait=busy_wait)
+    factor = config.plausibility_factor if config is not None else DEFAULT_FACTOR
 
     async def api_models(request: Request) -> Response:
         from pipeline.query import models
@@ -117,7 +121,9 @@ def create_app(
             if hidden is not None:
                 return hidden
             try:
-                return atom_feed(s, source=src, since=since, filters=filters, base_url=base_url)
+                return atom_feed(
+                    s, source=src, since=since, filters=filters, base_url=base_url, factor=factor
+                )
             except BadInput as exc:
                 return Answer(400, error_body(str(exc)))
 
@@ -202,6 +208,7 @@ def create_app(
             Route("/changes.atom", changes_atom, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *page_routes(mirror, source=source, answer=_answer, factor=factor),
         ]
     )
 

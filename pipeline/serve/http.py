@@ -113,7 +113,7 @@ def send(
         if answer.status == 503:
             headers["Retry-After"] = RETRY_AFTER
         return Response(
-            answer.body, status_code=answer.status, media_type=JSON_TYPE, headers=headers
+            answer.body, status_code=answer.status, media_type=answer.media_type, headers=headers
         )
     headers = {"Cache-Control": PRIVATE if private else PUBLIC, "ETag": answer.etag}
     if vary or private:
