@@ -74,3 +74,49 @@ def test_compact_refuses_a_store_another_process_holds(tmp_path, bundled):
         holder.wait(timeout=10)
     assert done.returncode == 1 and "in use by another process" in done.stderr
     assert everything(db)["fetch_log"]
+
+
+def catalogs(store: Store, source: str) -> list[list]:
+    times = [r[0] for r in store.execute("SELECT observed_at FROM snapshots ORDER BY 1")]
+    return [store.execute("SELECT * FROM catalog_as_of(?, ?)", [source, at]) for at in times]
+
+
+def test_orders_are_json_text_and_an_older_store_is_migrated_in_place(tmp_path):
+    """Orders used to be VARCHAR[] (LiteLLM: 10 MB for 400 orders in 16 KiB blocks); they
+    are JSON text now, zstd-compressed. A store written the old way is converted when it
+    is first opened for writing, and every catalog reads back the same."""
+    from pipeline.ingest import payload_files, replay
+    from tests.conftest import DATA
+
+    db = tmp_path / "litellm.duckdb"
+    with Store.open(db) as store:
+        replay(store, payload_files(DATA / "litellm"), source="litellm")
+        want = catalogs(store, "litellm")
+        assert len(want) == 5 and all(len(c) > 1000 for c in want)
+        # back to the old layout, as an older modelwatch wrote it
+        store.execute(
+            """CREATE TABLE old_orders AS SELECT order_hash, source,
+                   from_json(model_ids, '["VARCHAR"]') AS model_ids,
+                   from_json(positions, '["INTEGER"]') AS positions FROM orders"""
+        )
+        store.execute("DROP TABLE orders")
+        store.execute(
+            "CREATE TABLE orders (order_hash VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
+            "model_ids VARCHAR[] NOT NULL, positions INTEGER[])"
+        )
+        store.execute("INSERT INTO orders SELECT * FROM old_orders")
+        store.execute("DROP TABLE old_orders")
+        store.execute("UPDATE meta SET value = 'older' WHERE key = 'ddl_hash'")
+        types = store.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE column_name = 'model_ids'"
+        )
+        assert types == [("VARCHAR[]",)]
+    with Store.open(db) as store:
+        types = store.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE column_name = 'model_ids'"
+        )
+        assert types == [("VARCHAR",)]
+        assert catalogs(store, "litellm") == want
+    run_cli("compact", "--db", str(db))
+    with Store.open(db, read_only=True) as store:
+        assert catalogs(store, "litellm") == want

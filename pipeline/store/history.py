@@ -20,6 +20,10 @@ from pipeline.store.schema import VERSION_COLUMNS, VERSION_SQL_TYPES
 from schemas.record import frame_from_rows
 
 
+def _json(values: list[Any]) -> str:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
 def order_hash(source: str, ids: list[str], positions: list[int]) -> str:
     canon = json.dumps([source, ids, positions], ensure_ascii=False, separators=(",", ":"))
     return hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
@@ -240,7 +244,12 @@ def apply_changes(
         dense = changes.positions == list(range(len(changes.ids)))  # no quarantined gaps
         con.execute(
             "INSERT INTO orders VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [changes.order_hash, source, changes.ids, None if dense else changes.positions],
+            [
+                changes.order_hash,
+                source,
+                _json(changes.ids),
+                None if dense else _json(changes.positions),
+            ],
         )
     con.execute(
         "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
