@@ -180,6 +180,55 @@ def naive_append(history: History, path: Path, source: str) -> dict[str, Any]:
     return {"ms": stats(times), "seconds": seconds, "rows": rows, **db_bytes(path)}
 
 
+# Every item of every payload as one DuckDB statement: `data` lists, or LiteLLM's object
+# of models. Rows stay JSON: what a bulk load can do without any of our guarantees.
+_BULK_ITEMS = {
+    "openrouter": """unnest(from_json(json->'data', '["JSON"]'))""",
+    "litellm": "unnest(map_values(from_json(json, 'MAP(VARCHAR, JSON)')))",
+}
+
+
+def bulk_load(history: History, workdir: Path, source: str) -> dict[str, Any]:
+    """The naive bulk load: every payload written out as a file (not timed), then one
+    `read_json_objects` + `unnest` of all their items into a table: seconds, rows."""
+    items = _BULK_ITEMS.get(source)
+    if items is None:
+        return {"available": False, "reason": f"no bulk load for {source}"}
+    folder = workdir / f"{source}-json"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    count = 0
+    for count, (_, body) in enumerate(history, start=1):
+        (folder / f"{count:05d}.json").write_bytes(body)
+    con = duckdb.connect(str(fresh(workdir / f"{source}-bulk.duckdb")))
+    try:
+        started = time.perf_counter()
+        con.execute(
+            f"CREATE TABLE items AS SELECT filename, {items} AS item FROM read_json_objects("
+            f"'{folder}/*.json', filename = true, maximum_object_size = 1073741824)"
+        )
+        seconds = time.perf_counter() - started
+        rows = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
+    finally:
+        con.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"available": True, "seconds": seconds, "rows": int(rows), "files": count}
+
+
+def backfill_repo(repo: Path, db: Path, source: str) -> dict[str, Any]:
+    """`modelwatch backfill` of the repository `git_pack` built (`catalog.json`, one
+    commit per distinct payload): seconds and commits."""
+    from pipeline.backfill import backfill
+    from pipeline.store import Store
+
+    started = time.perf_counter()
+    with Store.open(fresh(db)) as store:
+        results = backfill(
+            store, repo, path="catalog.json", source=source, kind=source, accept_mass_removal=True
+        )
+    return {"seconds": time.perf_counter() - started, "commits": len(results), **db_bytes(db)}
+
+
 def git_pack(history: History, repo: Path) -> dict[str, Any]:
     """Each distinct payload committed as `catalog.json` (`git fast-import`), then
     `git gc --aggressive --prune=now`: the pack's bytes. No git is a result, not an error."""

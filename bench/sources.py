@@ -12,13 +12,13 @@ from typing import Any
 
 from bench import SHARED_DATA, Log, Result
 from bench import measure as m
-from bench.ingest import REPLAY_VS_JSON_FLOOR
 from bench.memory import replay
 from bench.report import prefixed, row
 from pipeline.ingest import payload_files, read_payload
 
 SOURCES = ("openrouter", "litellm")
 RSS_CHECKPOINTS = (100, 400)
+HISTORY_VS_JSON_FLOOR = 5.0  # issue 15: replay and backfill, all of it, per payload
 
 
 def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) -> dict[str, Any]:
@@ -37,6 +37,8 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
         checkpoints=RSS_CHECKPOINTS,
     )
     raw = sum(len(body) for _, body in history())
+    git_repo = workdir / f"{source}-git"
+    git = m.git_pack(history(), git_repo)
     return {
         "available": True,
         "folder": str(folder),
@@ -47,7 +49,15 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
         "store": store,
         "json_floor": m.json_floor(history()),
         "naive": m.naive_append(history(), workdir / f"{source}-naive.duckdb", source),
-        "git": m.git_pack(history(), workdir / f"{source}-git"),
+        "bulk": m.bulk_load(history(), workdir, source),
+        "git": git,
+        "backfill": (
+            m.backfill_repo(
+                workdir / f"{source}-git", workdir / f"{source}-backfill.duckdb", source
+            )
+            if git["available"]
+            else {"available": False, "reason": git["reason"]}
+        ),
     }
 
 
@@ -57,23 +67,65 @@ def rows(name: str, s: dict[str, Any]) -> list[dict[str, Any]]:
     git = "git gc --aggressive pack" if pack is not None else "git unavailable"
     rss = {k: v * 1024 for k, v in store["rss_kib"].items()}
     r = prefixed(f"{name}: ")
+    per_snapshot = store["ms_per_snapshot"]
+    bulk, back = s["bulk"], s["backfill"]
     return [
         row(
-            f"{name} ({s['snapshots']} snapshots): replay, ms per snapshot (median)",
-            store["ms"]["median"],
+            f"{name} ({s['snapshots']} snapshots): replay, ms per snapshot (all of it, "
+            "commits included)",
+            per_snapshot,
             "ms",
-            floor["median"],
-            "json.loads of the payload",
-            f"<= {REPLAY_VS_JSON_FLOOR:g}x JSON floor",
-            m.at_most(m.ratio(store["ms"]["median"], floor["median"]), REPLAY_VS_JSON_FLOOR),
+            floor["mean"],
+            "json.loads of the payload, mean",
+            f"<= {HISTORY_VS_JSON_FLOOR:g}x JSON floor",
+            m.at_most(m.ratio(per_snapshot, floor["mean"]), HISTORY_VS_JSON_FLOOR),
             headline=True,
         ),
         r(
-            "replay, ms per snapshot, p95",
+            "replay, ms per snapshot without its batch's commit, median",
+            store["ms"]["median"],
+            "ms",
+            floor["median"],
+            "json.loads, median",
+        ),
+        r(
+            "replay, ms per snapshot without its batch's commit, p95",
             store["ms"]["p95"],
             "ms",
             floor["p95"],
             "json.loads, p95",
+        ),
+        *(
+            [
+                r(
+                    "replay time vs a naive bulk load (read_json_objects + unnest, no checks)",
+                    store["seconds"],
+                    "s",
+                    bulk["seconds"],
+                    f"bulk load of {bulk['rows']:,} items",
+                )
+            ]
+            if bulk["available"]
+            else []
+        ),
+        *(
+            [
+                r(
+                    "backfill from git, ms per commit",
+                    back["seconds"] * 1000 / max(back["commits"], 1),
+                    "ms",
+                    floor["mean"],
+                    "json.loads of the payload, mean",
+                    f"<= {HISTORY_VS_JSON_FLOOR:g}x JSON floor",
+                    m.at_most(
+                        m.ratio(back["seconds"] * 1000 / max(back["commits"], 1), floor["mean"]),
+                        HISTORY_VS_JSON_FLOOR,
+                    ),
+                    headline=True,
+                )
+            ]
+            if back.get("commits")
+            else []
         ),
         r("replay, ms first snapshot", store["first_ms"], "ms", floor["median"], "json.loads"),
         r("replay time", store["seconds"], "s", naive["seconds"], "naive append time"),

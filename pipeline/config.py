@@ -38,12 +38,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pipeline.errors import BadInput
-from pipeline.query.plausibility import DEFAULT_FACTOR
 from pipeline.sources import get_source
 
 DEFAULT_CONFIG = Path("modelwatch.toml")
 DEFAULT_DB = Path("data/catalog.duckdb")  # relative to where modelwatch runs
 DEFAULT_SCHEDULE = "*/5 * * * *"  # AiHubMix answers with max-age=300
+DEFAULT_PLAUSIBILITY_FACTOR = 10.0  # a price step beyond this either way is "check this"
 SOURCE_KEYS = ("name", "kind", "url", "schedule", "token_env")
 ALERT_KINDS = (
     "added",
@@ -158,7 +158,7 @@ class Config:
     sources: list[SourceConfig] = field(default_factory=list)
     db: str | None = None
     report: str | None = None  # rewrite this HTML report after runs that change something
-    plausibility_factor: float = DEFAULT_FACTOR  # a price step beyond this is "check this"
+    plausibility_factor: float = DEFAULT_PLAUSIBILITY_FACTOR
     alerts: list[AlertConfig] = field(default_factory=list)
     base_url: str | None = None  # where `modelwatch serve` is reached: links in alerts
 
@@ -260,7 +260,7 @@ def load_config(path: Path | None = None) -> Config:
     if len(set(names)) != len(names):
         raise BadInput(f"{target}: source names repeat: {', '.join(names)}")
     defaults = doc.get("defaults", {})
-    factor = defaults.get("plausibility_factor", DEFAULT_FACTOR)
+    factor = defaults.get("plausibility_factor", DEFAULT_PLAUSIBILITY_FACTOR)
     if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 1:
         raise BadInput(
             f"{target}: defaults.plausibility_factor must be a number > 1, not {factor!r}"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from pipeline.config import DEFAULT_PLAUSIBILITY_FACTOR
 from schemas.record import PRICE_COLUMNS
 
-DEFAULT_FACTOR = 10.0
+DEFAULT_FACTOR = DEFAULT_PLAUSIBILITY_FACTOR
 CHECK_THIS = "check this"
 
 
