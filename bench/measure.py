@@ -183,8 +183,8 @@ def naive_append(history: History, path: Path, source: str) -> dict[str, Any]:
 # Every item of every payload as one DuckDB statement: `data` lists, or LiteLLM's object
 # of models. Rows stay JSON: what a bulk load can do without any of our guarantees.
 _BULK_ITEMS = {
-    "openrouter": """unnest(from_json(json->'data', '["JSON"]'))""",
-    "litellm": "unnest(map_values(from_json(json, 'MAP(VARCHAR, JSON)')))",
+    "openrouter": "unnest(json_extract(json, '$.data[*]'))",
+    "litellm": "unnest(json_extract(json, '$.*'))",
 }
 
 

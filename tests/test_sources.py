@@ -882,3 +882,49 @@ def test_cli_replays_openrouter_and_lists_the_newest_snapshot(tmp_path):
         for k, v in zip(("input", "output", "cache_read", "cache_write"), want[0][1:], strict=True)
         if v is not None
     }
+
+
+def _deep(levels: int) -> object:
+    value: object = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("source", ["aihubmix", "openrouter", "litellm", "modelsdev", "openai"])
+def test_the_memo_skips_only_entries_equal_to_ones_already_checked(source):
+    """With an `ItemMemo`, an entry equal to the last body's is reused and not walked for
+    depth again; a changed entry, or anything outside the entries, still is. A rejected
+    body leaves the memo as it was."""
+    from pipeline.errors import PayloadRejected
+    from pipeline.sources._common import MAX_DEPTH, ItemMemo
+
+    spec = get_source(source)
+    if source == "litellm":
+        doc = {"m-a": {"input_cost_per_token": 1e-6}, "m-b": {"input_cost_per_token": 2e-6}}
+        entry = lambda d: d["m-b"]  # noqa: E731
+    elif source == "modelsdev":
+        doc = {"p": {"models": {"a": {"id": "a"}, "b": {"id": "b"}}}}
+        entry = lambda d: d["p"]["models"]["b"]  # noqa: E731
+    else:
+        key = "model_id" if source == "aihubmix" else "id"
+        doc = {"data": [{key: "a"}, {key: "b"}], "success": True}
+        entry = lambda d: d["data"][1]  # noqa: E731
+    memo = ItemMemo()
+    first = spec.parse(json.dumps(doc).encode(), memo)
+    assert spec.parse(json.dumps(doc).encode(), memo) == first  # equal: reused
+
+    hostile = json.loads(json.dumps(doc))
+    entry(hostile)["nested"] = _deep(MAX_DEPTH)  # a changed entry: walked, too deep
+    with pytest.raises(PayloadRejected, match="nested deeper"):
+        spec.parse(json.dumps(hostile).encode(), memo)
+    outside = json.loads(json.dumps(doc))
+    target = outside["p"] if source == "modelsdev" else outside
+    target["meta"] = _deep(MAX_DEPTH)  # outside every entry: walked, too deep
+    with pytest.raises(PayloadRejected, match="nested deeper"):
+        spec.parse(json.dumps(outside).encode(), memo)
+    # the rejected bodies taught the memo nothing: the hostile entry is still walked
+    with pytest.raises(PayloadRejected, match="nested deeper"):
+        spec.parse(json.dumps(hostile).encode(), memo)
+    assert spec.parse(json.dumps(doc).encode(), memo) == first
+    assert spec.parse(json.dumps(doc).encode()) == first  # and the same without a memo

@@ -57,9 +57,10 @@ _DIGITS = bytes(48 if chr(b) in "0123456789.eE+-" else 120 for b in range(256))
 _LONG_RUN = b"0" * MAX_NUMBER_CHARS
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, *, deep: bool = True) -> Any:
     """A JSON body, or PayloadRejected (one line) when it is not JSON, nests deeper than
-    `MAX_DEPTH` or holds a number literal longer than `MAX_NUMBER_CHARS` characters."""
+    `MAX_DEPTH` or holds a number literal longer than `MAX_NUMBER_CHARS` characters.
+    With `deep=False` the depth is left to the caller: `convert_all(..., doc=doc)`."""
     checked = _LONG_RUN in body.translate(_DIGITS)
     try:
         doc = json.loads(body, parse_int=_int, parse_float=_float) if checked else json.loads(body)
@@ -76,31 +77,37 @@ def parse_json(body: bytes) -> Any:
         ) from None
     except ValueError as exc:  # e.g. an int past Python's own digit limit, if lowered
         raise PayloadRejected(f"body holds an unreadable value ({str(exc)[:100]})") from None
-    if _deeper_than(doc, MAX_DEPTH):
-        raise PayloadRejected(_too_deep())
+    if deep:
+        check_depth(doc)
     return doc
+
+
+def check_depth(doc: Any, skip: frozenset[int] | set[int] = frozenset()) -> None:
+    """PayloadRejected when `doc` nests deeper than `MAX_DEPTH`, not looking inside the
+    objects whose `id` is in `skip` (entries equal to ones already checked)."""
+    if _deeper_than(doc, MAX_DEPTH, skip):
+        raise PayloadRejected(_too_deep())
+
+
+_MISS = object()
 
 
 class ItemMemo:
     """The last body's conversions, by upstream key: an upstream entry equal to the one
-    seen before under the same key reuses its converted item instead of converting it
-    again (most entries of a catalog do not change between two fetches). Only the
-    latest body's entries are kept."""
+    seen before under the same key reuses its converted item (the very object, which the
+    normaliser's own cache then recognises by identity), and its depth is not walked
+    again. Only the latest accepted body's entries are kept."""
 
     def __init__(self) -> None:
-        self._previous: dict[Any, tuple[Any, Any]] = {}
-        self._current: dict[Any, tuple[Any, Any]] = {}
+        self._entries: dict[Any, tuple[Any, Any]] = {}
 
-    def convert(self, key: Any, args: tuple[Any, ...], convert: Callable[..., Any]) -> Any:
-        """`convert(*args)`, or the item it made last time from equal `args`."""
-        hit = self._previous.get(key)
-        item = hit[1] if hit is not None and hit[0] == args else convert(*args)
-        self._current[key] = (args, item)
-        return item
+    def lookup(self, key: Any, args: tuple[Any, ...]) -> Any:
+        """The item made last time from `args` equal to these, else `_MISS`."""
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] == args else _MISS
 
-    def done(self) -> None:
-        """The body is read: its entries are the ones the next body is compared with."""
-        self._previous, self._current = self._current, {}
+    def keep(self, entries: dict[Any, tuple[Any, Any]]) -> None:
+        self._entries = entries
 
 
 def by_id(models: list[Any]) -> Iterable[tuple[Any, tuple[Any]]]:
@@ -109,13 +116,31 @@ def by_id(models: list[Any]) -> Iterable[tuple[Any, tuple[Any]]]:
 
 
 def convert_all(
-    entries: Iterable[tuple[Any, Any]], convert: Callable[..., Any], memo: ItemMemo | None
+    entries: Iterable[tuple[Any, tuple[Any, ...]]],
+    convert: Callable[..., Any],
+    memo: ItemMemo | None,
+    doc: Any = None,
 ) -> list[Any]:
-    """`convert(*args)` of each `(key, args)` entry, through `memo` when there is one."""
+    """`convert(*args)` of each `(key, args)` entry, through `memo` when there is one.
+
+    `doc` (read with `parse_json(deep=False)`) is checked for depth here, without
+    walking into an entry (`args[-1]`) equal to one of the last body's: those were
+    walked before. A body that fails the check leaves the memo as it was."""
+    listed = list(entries)
     if memo is None:
-        return [convert(*args) for _, args in entries]
-    items = [memo.convert(key, args, convert) for key, args in entries]
-    memo.done()
+        if doc is not None:
+            check_depth(doc)
+        return [convert(*args) for _, args in listed]
+    hits = [memo.lookup(key, args) for key, args in listed]
+    if doc is not None:
+        check_depth(
+            doc,
+            {id(args[-1]) for (_, args), hit in zip(listed, hits, strict=True) if hit is not _MISS},
+        )
+    items = [
+        convert(*args) if hit is _MISS else hit for (_, args), hit in zip(listed, hits, strict=True)
+    ]
+    memo.keep({key: (args, item) for (key, args), item in zip(listed, items, strict=True)})
     return items
 
 
@@ -123,9 +148,10 @@ def _too_deep() -> str:
     return f"body is nested deeper than {MAX_DEPTH} levels"
 
 
-def _deeper_than(doc: Any, limit: int) -> bool:
+def _deeper_than(doc: Any, limit: int, skip: frozenset[int] | set[int] = frozenset()) -> bool:
     """Whether lists and objects nest more than `limit` levels: one level at a time, with
-    no recursion (json.loads makes only dicts and lists, so `type(...) is` suffices)."""
+    no recursion (json.loads makes only dicts and lists, so `type(...) is` suffices).
+    Objects whose `id` is in `skip` are not looked into."""
     level = [doc] if isinstance(doc, dict | list) else []
     depth = 0
     while level:
@@ -136,6 +162,8 @@ def _deeper_than(doc: Any, limit: int) -> bool:
         for node in level:
             values = node.values() if type(node) is dict else node
             below += [c for c in values if type(c) is dict or type(c) is list]
+        if skip:
+            below = [c for c in below if id(c) not in skip]
         level = below
     return False
 

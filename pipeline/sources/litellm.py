@@ -92,7 +92,7 @@ def to_item(model_id: str, spec: Any) -> Any:
 
 
 def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
-    doc = parse_json(body)
+    doc = parse_json(body, deep=False)
     if not isinstance(doc, dict):
         raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object of models")
     if doc and not any(isinstance(v, dict) for k, v in doc.items() if k not in SKIPPED):
@@ -103,7 +103,7 @@ def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
         for model_id, spec in doc.items()
         if model_id not in SKIPPED and not isinstance(spec, str)
     )
-    return convert_all(entries, to_item, memo)
+    return convert_all(entries, to_item, memo, doc)
 
 
 SPEC = SourceSpec(name="litellm", default_url=DEFAULT_URL, parse=parse, price_unit=PER_TOKEN_UNIT)

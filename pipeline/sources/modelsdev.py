@@ -71,7 +71,7 @@ def to_item(provider_id: str, provider_name: Any, key: str, model: Any) -> Any:
 
 
 def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
-    doc = parse_json(body)
+    doc = parse_json(body, deep=False)
     if not isinstance(doc, dict):
         raise PayloadRejected(f"body is a JSON {type(doc).__name__}, not an object of providers")
     providers = [
@@ -88,7 +88,7 @@ def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
         name = nested.get("name", provider.get("name"))
         for key, model in provider["models"].items():
             entries.append(((provider_id, key), (provider_id, name, key, model)))
-    return convert_all(entries, to_item, memo)
+    return convert_all(entries, to_item, memo, doc)
 
 
 SPEC = SourceSpec(name="modelsdev", default_url=DEFAULT_URL, parse=parse)

@@ -40,12 +40,12 @@ def to_item(model: Any) -> Any:
 
 
 def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
-    doc = parse_json(body)
+    doc = parse_json(body, deep=False)
     if isinstance(doc, dict) and "data" not in doc and isinstance(doc.get("error"), dict):
         message = upstream_message(doc) or ""
         raise PayloadRejected(f"upstream answered an error: {message!r}")
     models = catalog_list(doc)
-    return convert_all(by_id(models), to_item, memo)
+    return convert_all(by_id(models), to_item, memo, doc)
 
 
 SPEC = SourceSpec(name="openai", default_url=DEFAULT_URL, parse=parse)

@@ -109,8 +109,8 @@ def to_item(model: Any) -> Any:
 
 
 def parse(body: bytes, memo: ItemMemo | None = None) -> list[Any]:
-    models = catalog_list(parse_json(body))
-    return convert_all(by_id(models), to_item, memo)
+    doc = parse_json(body, deep=False)
+    return convert_all(by_id(catalog_list(doc)), to_item, memo, doc)
 
 
 SPEC = SourceSpec(
