@@ -1,7 +1,7 @@
 """`python -m bench`: every benchmark in one run, and one table of the headline figures.
 
     python -m bench [--quick] [--only ingest,query,...] [--set BENCH.KEY=VALUE ...]
-                    [--out DIR] [--workdir DIR]
+                    [--out DIR] [--workdir DIR] [--docs]
 
 runs ingest, query, serve, sources, dlt, memory and always_on in turn (`BENCHES`; each module's
 docstring says what it measures; a bench that fails or cannot run is reported, and the
@@ -30,6 +30,7 @@ from bench import Log, Result, report
 from bench.measure import now
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 BENCHES = ("ingest", "query", "serve", "sources", "dlt", "memory", "always_on")
 MODULES = {"dlt": "dlt_baseline"}  # a bench's module, when not named after it
 
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where the databases, git repos and servers' files go (default: a temp folder)",
     )
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="also write the summary to docs/benchmarks-<date>.md (the table the docs cite)",
+    )
     args = parser.parse_args(argv)
     preset = "quick" if args.quick else "full"
     plan = copy.deepcopy(PRESETS[preset])
@@ -169,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(report.summary_markdown(summary))
     print(f"wrote {args.out / 'summary.md'} and {args.out / 'summary.json'}", file=sys.stderr)
+    if args.docs:
+        docs = DOCS / f"benchmarks-{time.strftime('%Y-%m-%d', time.gmtime())}.md"
+        docs.write_text((args.out / "summary.md").read_text())
+        print(f"wrote {docs}", file=sys.stderr)
     return 1 if any(b["status"] == "error" for b in summary["benches"].values()) else 0
 
 

@@ -7,6 +7,7 @@ The replay runs in a fresh child process (`bench.memory.replay`), so its peak RS
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from bench import measure as m
 from bench.memory import replay
 from bench.report import prefixed, row
 from pipeline.ingest import payload_files, read_payload
+from pipeline.store import compact
 
 SOURCES = ("openrouter", "litellm")
 RSS_CHECKPOINTS = (100, 400)
@@ -37,6 +39,9 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
         checkpoints=RSS_CHECKPOINTS,
     )
     raw = sum(len(body) for _, body in history())
+    compacted = workdir / f"{source}-compacted.duckdb"
+    shutil.copyfile(workdir / f"{source}-store.duckdb", m.fresh(compacted))
+    compact(compacted)
     git_repo = workdir / f"{source}-git"
     git = m.git_pack(history(), git_repo)
     return {
@@ -47,6 +52,7 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
         "last": files[-1][0].isoformat(),
         "payload_bytes": {"raw_total": raw, "file_total": sum(p.stat().st_size for _, p in files)},
         "store": store,
+        "compacted_bytes": compacted.stat().st_size,
         "json_floor": m.json_floor(history()),
         "naive": m.naive_append(history(), workdir / f"{source}-naive.duckdb", source),
         "bulk": m.bulk_load(history(), workdir, source),
@@ -137,6 +143,16 @@ def rows(name: str, s: dict[str, Any]) -> list[dict[str, Any]]:
             git,
             "<= 1x git pack",
             m.at_most(m.ratio(store["bytes"], pack), 1.0),
+            headline=True,
+        ),
+        r(
+            "store size after `modelwatch compact`",
+            s["compacted_bytes"],
+            "B",
+            pack,
+            git,
+            "<= 1.5x git pack",
+            m.at_most(m.ratio(s["compacted_bytes"], pack), 1.5),
             headline=True,
         ),
         r("store size vs naive append", store["bytes"], "B", naive["bytes"], "naive append file"),
