@@ -10,10 +10,9 @@ import os
 import re
 import signal
 import subprocess
-import threading
 from collections import deque
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -29,44 +28,29 @@ from pipeline.store import FetchMeta, Store
 from pipeline.store.locking import db_lock
 from schemas.record import PRICE_COLUMNS
 from tests.conftest import HISTORY, ROOT, run_cli
-from tests.upstream import Upstream
+from tests.upstream import LocalServer, Upstream
 
 SECRET = "s3cr3t-Hook-Value-7f1c"
 KIND_ORDER = {"added": 0, "removed": 1, "returned": 2, "changed": 3}
 
 
-class Receiver(ThreadingHTTPServer):
+class Receiver(LocalServer):
     """A webhook receiver: records each POST (path, parsed body); answers `status`.
     `on_post` runs before it answers (a test kills the sender there)."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Hook)
+        super().__init__(_Hook, port)
         self.posts: list[dict] = []
         self.statuses: deque[int] = deque()
         self.on_post = None
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02})
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
 
     def url(self, path: str = "hook", scheme: str = "json") -> str:
         return f"{scheme}://127.0.0.1:{self.port}/{path}"
 
     def messages(self, path: str | None = None) -> list[dict]:
         return [p for p in self.posts if path is None or p["path"] == f"/{path}"]
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)
 
 
 class _Hook(BaseHTTPRequestHandler):

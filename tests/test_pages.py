@@ -116,8 +116,11 @@ def page(client, url: str, status: int = 200) -> Page:
 
 @pytest.fixture(scope="module")
 def history_db(tmp_path_factory, bundled):
+    return two_histories(tmp_path_factory.mktemp("pages") / "catalog.duckdb", bundled)
+
+
+def two_histories(path, bundled):
     """The bundled AiHubMix history and the bundled OpenRouter snapshots (ids with `/`)."""
-    path = tmp_path_factory.mktemp("pages") / "catalog.duckdb"
     with Store.open(path) as store:
         for at, body in bundled:
             ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)

@@ -18,9 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from pipeline.ingest import ingest, payload_files, replay
-from pipeline.store import Store
-from tests.conftest import DATA
+from tests.test_pages import two_histories
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +41,7 @@ CHROMIUM_ARGS = [
 def served(tmp_path_factory, bundled) -> Iterator[str]:
     """`modelwatch serve --port 0` over the bundled AiHubMix and OpenRouter histories."""
     folder = tmp_path_factory.mktemp("browser")
-    db = folder / "catalog.duckdb"
-    with Store.open(db) as store:
-        for at, body in bundled:
-            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
-        replay(
-            store,
-            payload_files(DATA / "openrouter"),
-            source="openrouter",
-            accept_mass_removal=True,
-        )
+    db = two_histories(folder / "catalog.duckdb", bundled)
     proc = subprocess.Popen(
         ["modelwatch", "serve", "--port", "0", "--db", str(db)],
         stderr=subprocess.PIPE,

@@ -11,27 +11,25 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=300"
 
 
-class Upstream(ThreadingHTTPServer):
+class LocalServer(ThreadingHTTPServer):
+    """A threaded HTTP server on 127.0.0.1 that serves while its `with` block runs."""
+
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.body = b'{"data": [], "message": "", "success": true}'
-        self.failures: deque[tuple[int, bytes]] = deque()
-        self.requests: list[dict[str, str]] = []
-        self.cache_control = CACHE_CONTROL
-        self.delay = 0.0  # seconds to wait before answering (a slow upstream)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02})
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api/v1/models"
+    def port(self) -> int:
+        return self.server_address[1]
 
-    def __enter__(self) -> Upstream:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -39,6 +37,20 @@ class Upstream(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+class Upstream(LocalServer):
+    def __init__(self) -> None:
+        super().__init__(_Handler)
+        self.body = b'{"data": [], "message": "", "success": true}'
+        self.failures: deque[tuple[int, bytes]] = deque()
+        self.requests: list[dict[str, str]] = []
+        self.cache_control = CACHE_CONTROL
+        self.delay = 0.0  # seconds to wait before answering (a slow upstream)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1/models"
 
 
 class _Handler(BaseHTTPRequestHandler):
