@@ -56,7 +56,8 @@ def one_at_a_time(files: list, source: str, **kwargs) -> dict[str, list]:
         return tables(alone)
 
 
-@pytest.mark.parametrize("batch", [3, 50])  # 3: batches end inside every history
+# 3: batches end inside every history; 50 (slow): one batch holds each history whole
+@pytest.mark.parametrize("batch", [3, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize(("folder", "source"), HISTORIES, ids=[s for _, s in HISTORIES])
 def test_a_batched_replay_equals_ingesting_one_payload_at_a_time(
     monkeypatch, folder: Path, source: str, batch: int

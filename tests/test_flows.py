@@ -140,6 +140,7 @@ def artifacts(key):
     return asyncio.run(read())
 
 
+@pytest.mark.slow  # Prefect's temporary server: 10-20 s to start on 2 cores
 def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, monkeypatch):
     events = []
     monkeypatch.setattr(
@@ -201,6 +202,7 @@ def test_flow_runs_report_and_fail_loudly(harness, tmp_path, upstream, bundled, 
     assert {r["model_id"] for r in rows} >= {"claude-haiku-4-5"}
 
 
+@pytest.mark.slow
 def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bundled, monkeypatch):
     monkeypatch.setattr(flows, "emit_event", lambda **kw: None)
     upstream.body = bundled[0][1]
