@@ -222,7 +222,7 @@ def normalise_items(
     before under the same id reuses its record, its digest and its verdict (valid, or the
     reasons it is not), so only new and changed items are normalised and validated.
     """
-    from schemas.catalog import failure_reasons  # pandera is only needed when ingesting
+    from schemas.catalog import failure_reasons, row_ok  # pandera: only when ingesting
 
     cache = cache or {}
     rows: list[dict[str, Any]] = []
@@ -242,10 +242,11 @@ def normalise_items(
         hashes.append(None)
         fresh.append(position)
 
-    if fresh:
-        checked = frame_from_rows([rows[i] for i in fresh])
+    flagged = [i for i in fresh if not row_ok(rows[i])]  # the row rules, in Python
+    if flagged:  # their reasons, from the pandera schema
+        checked = frame_from_rows([rows[i] for i in flagged])
         for index, reason in failure_reasons(checked):
-            own_reasons[fresh[index]].append(reason)
+            own_reasons[flagged[index]].append(reason)
 
     duplicates: dict[int, str] = {}
     seen: set[str] = set()

@@ -42,6 +42,23 @@ _ROW_OK = pl.all_horizontal(
 )
 
 _DTYPES = {f.name: f.dtype for f in FIELDS}
+_NOT_NULL_COLUMNS = tuple(sorted(_NOT_NULL))
+
+
+def row_ok(row: dict[str, object]) -> bool:
+    """`_ROW_OK` for one record dict, in plain Python: a poll's few new rows are screened
+    in microseconds, where a frame costs ~3 ms (a property test keeps the two equal)."""
+    if any(row.get(c) is None for c in _NOT_NULL_COLUMNS) or not row["model_id"]:
+        return False
+    for column in COUNT_COLUMNS:
+        value = row.get(column)
+        if value is not None and not value > 0:  # type: ignore[operator]
+            return False
+    for column in PRICE_COLUMNS:
+        value = row.get(column)
+        if value is not None and not value >= 0:  # type: ignore[operator]
+            return False
+    return True
 
 
 def failure_reasons(frame: pl.DataFrame) -> Iterator[tuple[int, str]]:

@@ -81,7 +81,7 @@ KNOWN_VALUES: dict[str, tuple[str, ...]] = {
 ALIASES: dict[str, dict[str, str]] = {"types": TYPE_ALIASES, "features": {}, "input_modalities": {}}
 
 
-def _arrow_type(dtype: pl.DataType) -> Any:
+def arrow_type(dtype: pl.DataType) -> Any:
     import pyarrow as pa
 
     if isinstance(dtype, pl.List):
@@ -95,6 +95,6 @@ def frame_from_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
     import pyarrow as pa
 
     table = pa.table(
-        {f.name: pa.array([r[f.name] for r in rows], type=_arrow_type(f.dtype)) for f in FIELDS}
+        {f.name: pa.array([r[f.name] for r in rows], type=arrow_type(f.dtype)) for f in FIELDS}
     )
     return pl.from_arrow(table)  # type: ignore[return-value]

@@ -4,6 +4,8 @@ import json
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.normalise import normalise_items
 from pipeline.sources.aihubmix import parse
@@ -202,3 +204,42 @@ def test_frame_matches_the_record_schema():
     frame = normalise_items([{"model_id": "m"}], source="s").frame
     assert dict(frame.drop("row_hash").schema) == SCHEMA
     assert frame.schema["row_hash"] == pl.String
+
+
+# the edges first (None, 0, just below and above it), then anything
+_maybe_count = st.one_of(
+    st.sampled_from([None, -1, 0, 1]), st.integers(min_value=-(2**62), max_value=2**62)
+)
+_maybe_price = st.one_of(
+    st.sampled_from([None, -1e-9, -0.0, 0.0, 1e-9]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    model_id=st.one_of(st.sampled_from(["m", "", None]), st.text(max_size=3)),
+    description=st.sampled_from(["d", "", None]),
+    counts=st.tuples(_maybe_count, _maybe_count),
+    prices=st.tuples(_maybe_price, _maybe_price, _maybe_price, _maybe_price),
+    types=st.sampled_from([["llm"], [], None]),
+)
+def test_the_python_row_screen_is_the_polars_one(model_id, description, counts, prices, types):
+    """`row_ok` (a poll's new rows) and `_ROW_OK` (a frame of them, before pandera) agree
+    on every row: a row the Python screen passes is one pandera would pass."""
+    from schemas.catalog import _ROW_OK, row_ok
+    from schemas.record import COUNT_COLUMNS, PRICE_COLUMNS, frame_from_rows
+
+    row = {
+        "source": "s",
+        "model_id": model_id,
+        "description": description,
+        "types": types,
+        "features": [],
+        "input_modalities": [],
+        "position": 0,
+        "extra": None,
+        **dict(zip(COUNT_COLUMNS, counts, strict=True)),
+        **dict(zip(PRICE_COLUMNS, prices, strict=True)),
+    }
+    assert row_ok(row) == frame_from_rows([row]).select(_ROW_OK).item()

@@ -116,6 +116,7 @@ class Store(Reads, AlertBook):
         self._depth = 0  # transaction nesting: only the outermost one commits
         self._pending: PendingVersions | None = None  # a batch's type-2 changes (`batch`)
         self._kinds_recorded: set[str] = set()  # sources whose adapter is in source_kinds
+        self._kinds: dict[str, str] = {}  # source_kind() answers (a kind never changes)
         try:
             ensure_schema(con, path, read_only=read_only)
         except duckdb.Error as exc:
@@ -244,6 +245,7 @@ class Store(Reads, AlertBook):
             self._archive.forget()
             self._states.clear()
             self._kinds_recorded.clear()
+            self._kinds.clear()
             raise
         finally:
             self._depth = 0
@@ -271,6 +273,15 @@ class Store(Reads, AlertBook):
                 pending.flush(self._con)
             except duckdb.Error as exc:
                 raise self._failure(exc) from exc
+
+    def source_kind(self, source: str) -> str | None:
+        """The adapter `source` was ingested with (remembered: asked at every ingest)."""
+        if source not in self._kinds:
+            kind = super().source_kind(source)
+            if kind is None:
+                return None
+            self._kinds[source] = kind
+        return self._kinds[source]
 
     def _pending_seen(self, source: str, ids: list[str]) -> set[str]:
         return self._pending.seen(source, ids) if self._pending is not None else set()

@@ -42,13 +42,6 @@ from schemas.record import COLUMNS, FIELDS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_C
 SCHEMA_VERSION = 1
 _VERSION_COLS = [f for f in FIELDS if f.name != "position"]
 VERSION_COLUMNS = tuple(f.name for f in _VERSION_COLS)
-VERSION_SQL_TYPES = {
-    **{f.name: f.sql for f in _VERSION_COLS},
-    "valid_from": "TIMESTAMP",
-    "valid_to": "TIMESTAMP",
-    "row_hash": "VARCHAR",
-    "fetch_id": "BIGINT",
-}
 
 # Long repeated text (descriptions, `extra` JSON, hex digests) is zstd-compressed, where
 # it takes half of DuckDB's default (dictionary + FSST per segment); every other column
