@@ -199,6 +199,10 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
                 f"<= {RSS_GROWTH:g}x the {small}-snapshot peak",
                 at_most(growth, RSS_GROWTH),
                 headline=True,
+                why=(
+                    "a recorded catalog grows (its last payloads are twice its first): the "
+                    "peak follows the payload; see the row against the last snapshots"
+                ),
             ),
             *(
                 [

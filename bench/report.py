@@ -115,9 +115,11 @@ def row(
     met: bool | None = None,
     *,
     headline: bool = False,
+    why: str = "",
 ) -> dict[str, Any]:
     """One figure against its baseline (measured in the same run), its target and verdict;
-    `headline` rows also go into the summary."""
+    `headline` rows also go into the summary; `why` says what keeps a missed target
+    missed (the summary lists it)."""
     return {
         "figure": figure,
         "value": value,
@@ -128,6 +130,7 @@ def row(
         "target": target,
         "met": met,
         "headline": headline,
+        "why": why,
     }
 
 
@@ -419,5 +422,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         links = ", ".join(f"[{f}]({f})" for f in b["files"] if f.endswith(".md"))
         details = "; ".join(p for p in (b["reason"].split("\n")[0], links) if p)
         lines.append(f"| {name} | {b['status']} | {b['seconds']:,.0f} s | {details} |")
+    missed = [r for r in summary["headline"] if r.get("met") is False and r.get("why")]
+    if missed:
+        lines += ["", "Targets missed, and why (more in docs/notes.md):", ""]
+        lines += [f"- {r['figure']}: {r['why']}" for r in missed]
     lines += ["", NOTE + " Peak RSS is measured in fresh child processes (see memory.md)."]
     return "\n".join(lines) + "\n"
