@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.serve.feed import FEED_PARAMS
+from pipeline.serve.pages import CATALOG_PARAMS, MODEL_PARAMS
+
 _PARAM = {"in": "query", "required": False, "schema": {"type": "string", "maxLength": 512}}
 _ERROR = {
     "type": "object",
@@ -24,6 +27,7 @@ _OPENAI_ERROR = {
     },
 }
 _JSON = "application/json"
+_HTML = "text/html"
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -137,5 +141,33 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/healthz": {"get": {"summary": "liveness", "responses": {"200": {"description": "ok"}}}},
+        **{
+            path: {
+                "get": {
+                    "summary": summary,
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ]
+                    * (path == "/models/{model}")
+                    + [{"name": n, **_PARAM} for n in params],
+                    "responses": {
+                        "200": {"description": "the page", "content": {_HTML: {}}},
+                        "304": {"description": "not modified"},
+                        "400": {"description": "a bad parameter", "content": {_HTML: {}}},
+                        "404": {"description": "unknown model or source", "content": {_HTML: {}}},
+                    },
+                }
+            }
+            for path, summary, params in (
+                ("/", "The catalog browser (a page): SPEC 4 filters and sorts", CATALOG_PARAMS),
+                ("/models/{model}", "One model's history (a page): versions, chart", MODEL_PARAMS),
+                ("/changes", "The change feed as a page", (*FEED_PARAMS,)),
+            )
+        },
     },
 }
