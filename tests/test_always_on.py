@@ -97,7 +97,9 @@ def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
     assert not writer_waiting(served)
 
 
-@pytest.mark.parametrize("cycles", [1, pytest.param(6, marks=pytest.mark.slow)])
+# a minute of `modelwatch up`: the slow suite (the default one stops an `up` mid-snapshot)
+@pytest.mark.slow
+@pytest.mark.parametrize("cycles", [6])
 def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
     tmp_path, bundled, cycles
 ):

@@ -56,7 +56,7 @@ def flatten(m):
 catalog = st.lists(model.map(flatten), max_size=8)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=st.lists(catalog, min_size=1, max_size=6))
 def test_any_history_round_trips(history):
     t0 = datetime(2026, 3, 1)
