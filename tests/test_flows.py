@@ -224,6 +224,7 @@ def test_snapshot_all_isolates_a_failing_source(harness, tmp_path, upstream, bun
     assert rows == {"aihubmix": "new", "broken": "failed"}
 
 
+@pytest.mark.slow  # Prefect's temporary server (every test that needs it is in the slow suite)
 def test_a_token_never_reaches_artifacts_logs_or_the_store(
     harness, tmp_path, upstream, bundled, monkeypatch, caplog
 ):
@@ -277,6 +278,7 @@ def test_staleness_check_emits_an_event_per_stale_source(tmp_path, monkeypatch):
     assert events[0]["payload"]["last_success"] == "2026-01-01T00:00:00"
 
 
+@pytest.mark.slow
 def test_holds_emit_an_event_when_they_start_and_when_they_resolve(
     harness, tmp_path, upstream, bundled, monkeypatch
 ):
