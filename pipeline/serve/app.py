@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +36,8 @@ from pipeline.serve.http import (
     non_utf8,
     openai_error,
     send,
+    source_param,
+    time_param,
     unauthorized,
 )
 from pipeline.serve.pages import page_routes
@@ -49,7 +50,7 @@ from pipeline.serve.tokens import (
     unknown_source,
 )
 from pipeline.store import Store
-from pipeline.timeutil import parse_time, utcnow
+from pipeline.timeutil import utcnow
 
 API_PARAMS = (*QUERY_PARAMS, "as_of", "source")
 log = logging.getLogger("modelwatch.serve")
@@ -80,9 +81,8 @@ def create_app(
             return send(request, hit)
         try:
             params = checked_params(request, API_PARAMS)
-            when = _time_param(params, "as_of")
-            requested = params.get("source", "").strip() or None
-            src = requested or source
+            when = time_param(params, "as_of")
+            requested, src = source_param(params, source)
         except ModelwatchError as exc:
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
 
@@ -108,9 +108,8 @@ def create_app(
 
         try:
             params = checked_params(request, FEED_PARAMS)
-            since = _time_param(params, "since")
-            requested = params.get("source", "").strip() or None
-            src = requested or source
+            since = time_param(params, "since")
+            requested, src = source_param(params, source)
         except ModelwatchError as exc:
             return Response(error_body(str(exc)), status_code=400, media_type=JSON_TYPE)
         filters = {k: params.get(k) for k in ("type", "model", "features", "modalities")}
@@ -246,11 +245,6 @@ def _unknown_or_private(store: Store, source: str, requested: str | None) -> Ans
     if source in public:
         return None
     return Answer(400, error_body(unknown_source(requested, public)))
-
-
-def _time_param(params: dict[str, str], name: str) -> datetime | None:
-    text = params.get(name, "").strip()
-    return parse_time(text, name=name) if text else None
 
 
 def _digest(authorization: str | None) -> str | None:

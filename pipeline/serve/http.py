@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from pipeline.errors import BadInput
+from pipeline.timeutil import parse_time
 
 PUBLIC = "public, max-age=300, stale-while-revalidate=300"
 PRIVATE = "private, max-age=300"
@@ -87,6 +89,18 @@ def single_params(request: Request) -> dict[str, str]:
             raise BadInput(f"parameter {key!r} is longer than {MAX_PARAM_LENGTH} characters")
         seen[key] = value
     return seen
+
+
+def time_param(params: dict[str, str], name: str) -> datetime | None:
+    """An optional time parameter (`as_of`, `since`); a bad one is a `BadInput` (a 400)."""
+    text = params.get(name, "").strip()
+    return parse_time(text, name=name) if text else None
+
+
+def source_param(params: dict[str, str], default: str) -> tuple[str | None, str]:
+    """(the source the request named, or None; the source to answer for)."""
+    requested = params.get("source", "").strip() or None
+    return requested, requested or default
 
 
 def checked_params(request: Request, accepted: tuple[str, ...]) -> dict[str, str]:

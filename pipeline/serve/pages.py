@@ -37,10 +37,10 @@ from pipeline.query.plausibility import CHECK_THIS, DEFAULT_FACTOR, flag_implaus
 from pipeline.report.charts import CONTROL
 from pipeline.serve.cache import Mirror
 from pipeline.serve.feed import ENTRIES, FEED_PARAMS, check_note, feed_rows, model_path
-from pipeline.serve.http import Answer, checked_params, send
+from pipeline.serve.http import Answer, checked_params, send, source_param, time_param
 from pipeline.serve.tokens import public_sources, unknown_source
 from pipeline.store import Store
-from pipeline.timeutil import iso, parse_time, utcnow
+from pipeline.timeutil import iso, utcnow
 from schemas.record import KNOWN_FEATURES, KNOWN_MODALITIES, KNOWN_TYPES, PRICE_COLUMNS
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -144,8 +144,7 @@ def catalog_page(
     `/api/v1/models` would; a bad parameter raises `BadInput` (a 400)."""
     from pipeline.query import models
 
-    text = params.get("as_of", "").strip()
-    when = parse_time(text, name="as_of") if text else None
+    when = time_param(params, "as_of")
     frame = models(store, source=source, as_of=when, **{k: params.get(k) for k in QUERY_PARAMS})
     snapshots = store.snapshot_times(source)
     seen = snapshots.filter(pl.col("observed_at") <= (when or utcnow()))["observed_at"].max()
@@ -297,8 +296,7 @@ def changes_page(
     store: Store, *, source: str, sources: list[str], params: dict[str, str], factor: float
 ) -> Answer:
     """`/changes`: the Atom feed's entries as a table, same filters, same "check this"."""
-    text = params.get("since", "").strip()
-    since = parse_time(text, name="since") if text else None
+    since = time_param(params, "since")
     filters: dict[str, str | None] = {k: params.get(k) for k in CHANGE_FILTERS}
     rows = feed_rows(store, source=source, since=since, filters=filters, factor=factor)
     given = {k: v for k, v in params.items() if v.strip() and k != "source"}
@@ -334,8 +332,7 @@ def page_routes(
             params = checked_params(request, accepted)
         except BadInput as exc:
             return _send(request, error_page(400, str(exc)))
-        requested = params.get("source", "").strip() or None
-        src = requested or source
+        requested, src = source_param(params, source)
 
         def compute(store: Store) -> Answer:
             public = public_sources(store)
