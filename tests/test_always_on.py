@@ -106,7 +106,6 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
     """`modelwatch up` at a 1 s interval, with the store held by another process for 8 s
     of every ~10 (once; a minute in the slow run): every answer the upstream gave is in
     the history at its own fetch time; the API answers throughout; SIGTERM stops it."""
-    import re
     import signal
 
     import httpx
@@ -117,28 +116,8 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
     with Upstream() as upstream:
         upstream.cache_control = "no-cache"  # no max-age: a request every second
         upstream.body = bundled[0][1]
-        config = tmp_path / "modelwatch.toml"
-        config.write_text(f'[[sources]]\nname = "aihubmix"\nurl = "{upstream.url}"\n')
-        proc = subprocess.Popen(
-            [
-                "modelwatch",
-                "up",
-                "--port",
-                "0",
-                "--every",
-                "1",
-                "--config",
-                str(config),
-                "--db",
-                str(db),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
+        proc, base = _up(tmp_path, upstream, db, every=1)
         try:
-            port = int(re.search(r"http://127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
-            base = f"http://127.0.0.1:{port}"
             _wait_for(lambda: db.exists() and len(upstream.requests) >= 2)
             assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
             for cycle in range(cycles):
@@ -175,6 +154,26 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
     assert all(t in {f for f, _ in log} for (t,) in changes)  # versions open at fetch times
 
 
+def _up(folder, upstream, db, *, every: int):
+    """`modelwatch up --port 0` over one source, the scripted `upstream`."""
+    from tests.upstream import launch
+
+    config = folder / "modelwatch.toml"
+    config.write_text(f'[[sources]]\nname = "aihubmix"\nurl = "{upstream.url}"\n')
+    return launch(
+        "up",
+        "--port",
+        "0",
+        "--every",
+        str(every),
+        "--config",
+        str(config),
+        "--db",
+        str(db),
+        cwd=folder,
+    )
+
+
 def _wait_for(check, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -185,7 +184,6 @@ def _wait_for(check, timeout: float = 60.0) -> None:
 def test_up_stopped_mid_snapshot_finishes_it_and_exits_cleanly(tmp_path, bundled):
     """SIGTERM while a slow upstream is still answering: the snapshot in flight is
     finished (its answer stored) before the process exits 0."""
-    import re
     import signal
 
     from tests.upstream import Upstream
@@ -195,26 +193,7 @@ def test_up_stopped_mid_snapshot_finishes_it_and_exits_cleanly(tmp_path, bundled
         upstream.cache_control = "no-cache"
         upstream.body = bundled[0][1]
         upstream.delay = 3.0
-        config = tmp_path / "modelwatch.toml"
-        config.write_text(f'[[sources]]\nname = "aihubmix"\nurl = "{upstream.url}"\n')
-        proc = subprocess.Popen(
-            [
-                "modelwatch",
-                "up",
-                "--port",
-                "0",
-                "--every",
-                "60",
-                "--config",
-                str(config),
-                "--db",
-                str(db),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        assert re.search(r"serving on http://", proc.stderr.readline())
+        proc, _ = _up(tmp_path, upstream, db, every=60)
         _wait_for(lambda: len(upstream.requests) >= 1)  # the fetch is in flight
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -6,10 +6,8 @@ is missing, then runs `pytest -m slow`; without chromium these tests fail, never
 
 from __future__ import annotations
 
-import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 import pytest
 
 from tests.test_pages import two_histories
+from tests.upstream import launch
 
 pytestmark = pytest.mark.slow
 
@@ -42,17 +41,8 @@ def served(tmp_path_factory, bundled) -> Iterator[str]:
     """`modelwatch serve --port 0` over the bundled AiHubMix and OpenRouter histories."""
     folder = tmp_path_factory.mktemp("browser")
     db = two_histories(folder / "catalog.duckdb", bundled)
-    proc = subprocess.Popen(
-        ["modelwatch", "serve", "--port", "0", "--db", str(db)],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=folder,
-    )
+    proc, base = launch("serve", "--port", "0", "--db", str(db), cwd=folder)
     try:
-        line = proc.stderr.readline()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        assert found, f"modelwatch serve said: {line!r}"
-        base = f"http://127.0.0.1:{found.group(1)}"
         deadline = time.monotonic() + 30
         while True:  # announced once bound: the first connection may queue
             try:

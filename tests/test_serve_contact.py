@@ -2,7 +2,6 @@
 a port in use is one line, `/healthz` tells the truth, no parameter is silently ignored."""
 
 import json
-import re
 import shutil
 import signal
 import socket
@@ -17,6 +16,7 @@ from pipeline.ingest import ingest
 from pipeline.serve import create_app
 from pipeline.store import Store
 from tests.test_serve import _asgi
+from tests.upstream import launch
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +29,9 @@ def history_db(tmp_path_factory, bundled):
 
 
 def test_port_0_announces_the_real_port_after_it_listens(history_db, tmp_path):
-    proc = subprocess.Popen(
-        ["modelwatch", "serve", "--port", "0", "--db", str(history_db)],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc, base = launch("serve", "--port", "0", "--db", str(history_db), cwd=tmp_path)
     try:
-        line = proc.stderr.readline()
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
+        port = int(base.rsplit(":", 1)[1])
         assert port != 0
         deadline = datetime.now() + timedelta(seconds=20)
         while True:  # announced once bound: the connection queues until uvicorn serves

@@ -7,10 +7,13 @@ and `304` for a matching `If-None-Match`. Tests set the body, or queue failures.
 from __future__ import annotations
 
 import hashlib
+import re
+import subprocess
 import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Self
 
 CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=300"
@@ -81,3 +84,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+
+
+ANNOUNCED = re.compile(r"http://127\.0\.0\.1:(\d+)")
+
+
+def launch(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+    """The installed `modelwatch ARGS` (`serve` or `up`, with `--port 0`) and the address
+    its first line on stderr announces (it announces once it listens)."""
+    proc = subprocess.Popen(["modelwatch", *args], stderr=subprocess.PIPE, text=True, cwd=cwd)
+    line = proc.stderr.readline() if proc.stderr else ""
+    found = ANNOUNCED.search(line)
+    if found is None:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"modelwatch {args[0]} announced no address: {line!r}")
+    return proc, f"http://127.0.0.1:{found.group(1)}"
