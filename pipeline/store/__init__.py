@@ -115,7 +115,6 @@ class Store(Reads, AlertBook):
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
         self._pending: PendingVersions | None = None  # a batch's type-2 changes (`batch`)
-        self._kinds_recorded: set[str] = set()  # sources whose adapter is in source_kinds
         self._kinds: dict[str, str] = {}  # source_kind() answers (a kind never changes)
         try:
             ensure_schema(con, path, read_only=read_only)
@@ -244,7 +243,6 @@ class Store(Reads, AlertBook):
                 self._con.execute("ROLLBACK")
             self._archive.forget()
             self._states.clear()
-            self._kinds_recorded.clear()
             self._kinds.clear()
             raise
         finally:
@@ -398,12 +396,9 @@ class Store(Reads, AlertBook):
                         self._con, source, result.content_hash, w.quarantine, first_time
                     )
                 result.fetch_id = log_fetch(self._con, result, w.meta)
-                if w.kind is not None and source not in self._kinds_recorded:
-                    self._rows(
-                        "INSERT INTO source_kinds VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        [source, w.kind],
-                    )
-                    self._kinds_recorded.add(source)
+                if w.kind is not None and self.source_kind(source) is None:
+                    self._rows("INSERT INTO source_kinds VALUES (?, ?)", [source, w.kind])
+                    self._kinds[source] = w.kind
                 if w.changes is not None:
                     apply_changes(self._con, result, w.changes, self._pending)
         except Exception as exc:

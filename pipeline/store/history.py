@@ -169,10 +169,9 @@ class PendingVersions:
             )
 
     def seen(self, source: str, ids: list[str]) -> set[str]:
-        """Which of `ids` opened a version in this batch."""
-        opened = {m for s, m in (*self.open, *self.closings) if s == source}
-        opened |= {r["model_id"] for r in self.rows if r["source"] == source}
-        return opened & set(ids)
+        """Which of `ids` opened a version in this batch (the versions it closes were
+        stored before it: the store knows them)."""
+        return {r["model_id"] for r in self.rows if r["source"] == source} & set(ids)
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.closings:
