@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATA, HISTORY, ROOT
-from tests.upstream import Upstream
+from tests.upstream import Upstream, launch
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(bash|cron)\n(.*?)```", README, re.S)
@@ -150,32 +150,16 @@ def test_every_readme_command_runs_as_written(project):
                     )
                 if token is not None:
                     command = command.replace("mw-...", token)
-                if command.startswith("modelwatch serve"):
-                    served = subprocess.Popen(
-                        [*shlex.split(command.split("#")[0]), "--port", "0"],
-                        cwd=project,
-                        env=env,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                    announced = served.stderr.readline()
-                    port_8000 = re.search(r":(\d+)\s", announced).group(1)
-                    _wait_until_listening(int(port_8000))
-                    ran.append(line)
-                    continue
-                if command.startswith("modelwatch up"):  # runs until stopped: start, stop
-                    running = subprocess.Popen(
-                        [*shlex.split(command.split("#")[0]), "--port", "0"],
-                        cwd=project,
-                        env=env,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                    announced = running.stderr.readline()
-                    assert "serving on http://" in announced, announced
-                    _wait_until_listening(int(re.search(r":(\d+)$", announced.strip()).group(1)))
-                    running.terminate()
-                    assert running.wait(timeout=30) == 0
+                if command.startswith(("modelwatch serve", "modelwatch up")):
+                    args = [*shlex.split(command.split("#")[0])[1:], "--port", "0"]
+                    proc, base = launch(*args, cwd=project, env=env)
+                    port = base.rsplit(":", 1)[1]
+                    _wait_until_listening(int(port))
+                    if command.startswith("modelwatch up"):  # runs until stopped: start, stop
+                        proc.terminate()
+                        assert proc.wait(timeout=30) == 0
+                    else:  # serves the commands after it
+                        served, port_8000 = proc, port
                     ran.append(line)
                     continue
                 done = subprocess.run(

@@ -89,10 +89,14 @@ class _Handler(BaseHTTPRequestHandler):
 ANNOUNCED = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
 
-def launch(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
+def launch(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """The installed `modelwatch ARGS` (`serve` or `up`, with `--port 0`) and the address
     its first line on stderr announces (it announces once it listens)."""
-    proc = subprocess.Popen(["modelwatch", *args], stderr=subprocess.PIPE, text=True, cwd=cwd)
+    proc = subprocess.Popen(
+        ["modelwatch", *args], stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
+    )
     line = proc.stderr.readline() if proc.stderr else ""
     found = ANNOUNCED.search(line)
     if found is None:
