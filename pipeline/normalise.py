@@ -8,7 +8,6 @@ resolved here, first occurrence kept, since pandera's `unique` flags every copy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -23,8 +22,8 @@ from schemas.record import (
     KNOWN_VALUES,
     LIST_COLUMNS,
     PRICE_KEYS,
-    VALUE_COLUMNS,
     frame_from_rows,
+    row_hash,
 )
 
 # upstream field -> record column, for fields that are not prices
@@ -70,12 +69,6 @@ class Normalised:
         return frame_from_rows(self.rows).with_columns(
             pl.Series("row_hash", self.hashes, dtype=pl.String)
         )
-
-
-def row_hash(values: dict[str, Any]) -> str:
-    """Stable digest of a row's versioned values: equal digests mean no change."""
-    canon = json.dumps([values[c] for c in VALUE_COLUMNS], ensure_ascii=False, allow_nan=False)
-    return hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
 
 
 def canonical_json(obj: Any) -> str:

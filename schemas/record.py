@@ -7,6 +7,8 @@ cannot drift between them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,16 @@ PRICE_COLUMNS: tuple[str, ...] = (
     "cache_read_price",
     "cache_write_price",
 )
+
+
+def row_hash(values: dict[str, Any]) -> str:
+    """Stable digest of a row's versioned values: equal digests mean no change. The
+    store keeps it for open versions only; `Store.rewind` recomputes it from the stored
+    values (they round-trip exactly) for the versions it opens again."""
+    canon = json.dumps([values[c] for c in VALUE_COLUMNS], ensure_ascii=False, allow_nan=False)
+    return hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
+
+
 # upstream `pricing` key -> record column
 PRICE_KEYS: dict[str, str] = {
     "input": "input_price",

@@ -120,3 +120,43 @@ def test_orders_are_json_text_and_an_older_store_is_migrated_in_place(tmp_path):
     run_cli("compact", "--db", str(db))
     with Store.open(db, read_only=True) as store:
         assert catalogs(store, "litellm") == want
+
+
+def test_an_older_store_that_kept_every_digest_is_migrated_and_compact_drops_them(
+    tmp_path, bundled
+):
+    """Closed versions used to keep their row digest (NOT NULL): 336 KiB of OpenRouter's
+    compacted store. An older store accepts NULL digests once opened for writing, and
+    `compact` drops the ones it still has; the history itself is unchanged."""
+    db = tmp_path / "old.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:20]:
+            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        store.execute("UPDATE model_versions SET row_hash = 'kept' WHERE valid_to IS NOT NULL")
+        store.execute("ALTER TABLE model_versions ALTER COLUMN row_hash SET NOT NULL")
+        store.execute("UPDATE meta SET value = 'older' WHERE key = 'ddl_hash'")
+    with Store.open(db) as store:  # the next versions to close must be able to drop theirs
+        for at, body in bundled[20:]:
+            result = ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            assert result.outcome in ("new", "unchanged"), result.error
+        kept = store.execute("SELECT count(*) FROM model_versions WHERE row_hash = 'kept'")[0][0]
+        assert kept > 0
+    before = everything(db)
+    assert run_cli("compact", "--db", str(db)).returncode == 0
+    after = everything(db)
+    with Store.open(db, read_only=True) as store:
+        assert store.execute(
+            "SELECT count(row_hash) FROM model_versions WHERE valid_to IS NOT NULL"
+        ) == [(0,)]
+        open_rows = store.execute(
+            "SELECT count(*), count(row_hash) FROM model_versions WHERE valid_to IS NULL"
+        )[0]
+        assert open_rows[0] == open_rows[1] > 0
+
+    def without_digests(rows):
+        return sorted((r[:-2] + r[-1:] for r in rows), key=repr)  # row_hash: last but one
+
+    assert without_digests(after["model_versions"]) == without_digests(before["model_versions"])
+    assert {t: v for t, v in after.items() if t != "model_versions"} == {
+        t: v for t, v in before.items() if t != "model_versions"
+    }

@@ -303,3 +303,37 @@ def test_a_second_writer_gets_a_clear_error(tmp_path):
         holder.wait(timeout=10)
     with Store.open(path, lock_timeout=0.3) as store:  # free again once the holder exits
         assert store.summary()["fetches"] == 0
+
+
+def open_digests(store: Store) -> list[tuple]:
+    return store.execute(
+        "SELECT model_id, row_hash FROM model_versions WHERE valid_to IS NULL ORDER BY ALL"
+    )
+
+
+def test_closed_versions_drop_their_digest_and_rewind_gives_it_back(store, bundled):
+    """A digest is needed only while a version is open (the next diff); one a rewind opens
+    again is recomputed from its stored values, exactly as the diff computed it."""
+    half = len(bundled) // 2
+    for fetched_at, payload in bundled[:half]:
+        ingest(store, payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True)
+    at_half = open_digests(store)
+    for fetched_at, payload in bundled[half:]:
+        ingest(store, payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True)
+    closed = store.execute(
+        "SELECT count(*), count(row_hash) FROM model_versions WHERE valid_to IS NOT NULL"
+    )[0]
+    assert closed[0] > 0 and closed[1] == 0
+    assert all(h is not None for _, h in open_digests(store))
+    clean = store.execute("SELECT * EXCLUDE (fetch_id) FROM model_versions ORDER BY ALL")
+    with store.transaction():
+        store.rewind("aihubmix", bundled[half][0])
+    assert open_digests(store) == at_half
+    # applying the rest again opens no version the clean run did not
+    for fetched_at, payload in bundled[half:]:
+        result = ingest(
+            store, payload, source="aihubmix", fetched_at=fetched_at, accept_mass_removal=True
+        )
+        assert result.outcome != Outcome.FAILED
+    again = store.execute("SELECT * EXCLUDE (fetch_id) FROM model_versions ORDER BY ALL")
+    assert again == clean

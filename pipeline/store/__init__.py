@@ -42,6 +42,7 @@ from pipeline.store.history import (
 )
 from pipeline.store.reads import Reads
 from pipeline.store.schema import ensure_schema
+from schemas.record import VALUE_COLUMNS, row_hash
 
 # New files are written in a storage format that the registry's `duckdb` shell (1.5.x)
 # opens, so analysts can query the store with the SQL tool they have (SPEC 7).
@@ -362,8 +363,36 @@ class Store(Reads, AlertBook):
             "UPDATE model_versions SET valid_to = NULL WHERE source = $s AND valid_to >= $t",
         ):
             self._rows(sql, {"s": source, "t": since})
+        self._rehash_open(source)
         self._states.pop(source, None)
         return undone
+
+    def _rehash_open(self, source: str) -> None:
+        """Give the versions `rewind` opened again their digest back (a closed version
+        keeps none): recomputed from the stored values, which round-trip exactly."""
+        reopened = self.frame(
+            f"SELECT model_id, {', '.join(VALUE_COLUMNS)} FROM model_versions "
+            "WHERE source = $s AND valid_to IS NULL AND row_hash IS NULL",
+            {"s": source},
+        )
+        if reopened.is_empty():
+            return
+        hashes = pl.DataFrame(
+            {
+                "model_id": reopened["model_id"],
+                "row_hash": [row_hash(r) for r in reopened.drop("model_id").iter_rows(named=True)],
+            }
+        )
+        self._con.register("_rehashed", hashes)
+        try:
+            self._rows(
+                "UPDATE model_versions SET row_hash = h.row_hash FROM _rehashed h "
+                "WHERE model_versions.source = $s AND model_versions.model_id = h.model_id "
+                "AND model_versions.valid_to IS NULL",
+                {"s": source},
+            )
+        finally:
+            self._con.unregister("_rehashed")
 
     def mark_private(self, source: str, since: datetime) -> None:
         """`source` was fetched with a bearer token: its catalog is private from now on."""
@@ -444,6 +473,10 @@ class Store(Reads, AlertBook):
 # A model's versions side by side: its description and `extra` repeat from one version to
 # the next, so zstd and DuckDB's dictionaries see the repeats (OpenRouter: -12%)
 COMPACT_ORDER = {"model_versions": " ORDER BY source, model_id, valid_from"}
+# what compact rewrites on the way: a closed version's digest is dropped (older stores)
+COMPACT_SELECT = {
+    "model_versions": "* REPLACE (CASE WHEN valid_to IS NULL THEN row_hash END AS row_hash)"
+}
 
 
 def compact(path: str | Path, *, lock_timeout: float = 10.0) -> tuple[int, int]:
@@ -475,8 +508,8 @@ def compact(path: str | Path, *, lock_timeout: float = 10.0) -> tuple[int, int]:
                 if table in ours:  # this schema's table, rows matched by column name
                     con.execute(f'DELETE FROM "{table}"')
                     con.execute(
-                        f'INSERT INTO "{table}" BY NAME SELECT * FROM original."{table}"'
-                        + COMPACT_ORDER.get(table, "")
+                        f'INSERT INTO "{table}" BY NAME SELECT {COMPACT_SELECT.get(table, "*")} '
+                        f'FROM original."{table}"' + COMPACT_ORDER.get(table, "")
                     )
                 else:  # a table of the analyst's own: kept as it is
                     con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM original."{table}"')

@@ -156,6 +156,7 @@ class PendingVersions:
                 self.closings[(source, model_id)] = at
             else:
                 self.rows[index]["valid_to"] = at
+                self.rows[index]["row_hash"] = None  # a closed version needs no digest
         for record, digest in changes.fresh:
             self.open[(source, record["model_id"])] = len(self.rows)
             self.rows.append(
@@ -183,8 +184,8 @@ class PendingVersions:
             con.register("_closing", closing)
             try:
                 con.execute(
-                    "UPDATE model_versions SET valid_to = c.valid_to FROM _closing c "
-                    "WHERE model_versions.source = c.source "
+                    "UPDATE model_versions SET valid_to = c.valid_to, row_hash = NULL "
+                    "FROM _closing c WHERE model_versions.source = c.source "
                     "AND model_versions.model_id = c.model_id AND model_versions.valid_to IS NULL"
                 )
             finally:
@@ -226,7 +227,8 @@ def apply_changes(
     else:
         if changes.closing:
             con.execute(
-                "UPDATE model_versions SET valid_to = ? WHERE source = ? AND valid_to IS NULL "
+                "UPDATE model_versions SET valid_to = ?, row_hash = NULL "
+                "WHERE source = ? AND valid_to IS NULL "
                 "AND list_contains(?, model_id)",
                 [at, source, changes.closing],
             )

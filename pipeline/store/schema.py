@@ -6,7 +6,8 @@ Tables (all times are naive UTC):
     fetch_log      one row per fetch attempt, whatever its outcome
     raw_payloads   every distinct body once, zstd-compressed against the previous body
                    of the same source (a delta chain cut every `KEYFRAME_EVERY` payloads)
-    model_versions type-2 history: one row per (model, values) with valid_from/valid_to
+    model_versions type-2 history: one row per (model, values) with valid_from/valid_to;
+                   an open version keeps its values' digest (`row_hash`) for the next diff
     orders         the default order of a catalog, stored once per distinct order
     snapshots      one row per applied snapshot: when, and which order it had
     quarantine     invalid rows, with reasons, once per distinct body
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
     {", ".join(f"{f.name} {f.sql}{_compression(f.name)}" for f in _VERSION_COLS)},
     valid_from TIMESTAMP NOT NULL,
     valid_to TIMESTAMP,
-    row_hash VARCHAR NOT NULL USING COMPRESSION zstd,
+    row_hash VARCHAR USING COMPRESSION zstd,  -- the values' digest; NULL once closed
     fetch_id BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS orders (
@@ -320,6 +321,17 @@ def _migrate_orders(con: duckdb.DuckDBPyConnection) -> None:
             )
 
 
+def _migrate_row_hash(con: duckdb.DuckDBPyConnection) -> None:
+    """A store made when every version kept its digest: closed versions may drop it now
+    (their digests stay until `compact` rewrites the table)."""
+    nullable = con.execute(
+        "SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'model_versions' "
+        "AND column_name = 'row_hash' AND database_name = current_database()"
+    ).fetchall()
+    if nullable and not nullable[0][0]:
+        con.execute("ALTER TABLE model_versions ALTER COLUMN row_hash DROP NOT NULL")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
     """Create or refresh tables and views, unless this file already has this code's."""
     found = con.execute(
@@ -350,6 +362,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool)
     con.execute("BEGIN")
     con.execute(DDL)
     _migrate_orders(con)
+    _migrate_row_hash(con)
     con.execute(VIEWS)
     con.execute(
         "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
