@@ -456,6 +456,7 @@ def ingest(
         return write(Outcome.UNCHANGED, raw_base=digest)
 
     # 2. not a catalog: keep the bytes, say why
+    store.prepare_raw(body, digest, base)  # its delta is computed while it is parsed
     try:
         items = spec.parse(body, _MEMOS.setdefault(store, {}).setdefault(source, ItemMemo()))
     except PayloadRejected as exc:

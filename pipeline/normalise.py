@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,12 @@ _UPSTREAM = {
 }
 _KNOWN_KEYS = frozenset({"model_id", "pricing", *_UPSTREAM})
 _DIGITS = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+# a flagged row's checked values -> pandera's reasons for them: a row that fails the same
+# way again (its other fields changed) skips pandera; bounded, cleared when full
+_VERDICTS: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_VERDICTS_KEPT = 10_000
 
 
 @dataclass
@@ -215,18 +222,20 @@ def normalise_items(
     before under the same id reuses its record, its digest and its verdict (valid, or the
     reasons it is not), so only new and changed items are normalised and validated.
     """
-    from schemas.catalog import failure_reasons, row_ok  # pandera: only when ingesting
+    from schemas.catalog import failure_reasons, row_ok, verdict_key  # pandera: if ingesting
 
     cache = cache or {}
     rows: list[dict[str, Any]] = []
-    own_reasons: list[list[str]] = []  # the item's own faults (not duplication)
+    # the item's own faults (not duplication): a cached tuple, or a fresh item's list
+    own_reasons: list[Sequence[str]] = []
     hashes: list[str | None] = []
     fresh: list[int] = []
     for position, item in enumerate(items):
         hit = cache.get(item.get("model_id")) if isinstance(item, dict) else None  # type: ignore[arg-type]
         if hit is not None and (hit[0] is item or hit[0] == item):  # `is`: the adapter's memo
-            rows.append({**hit[1], "position": position})
-            own_reasons.append(list(hit[3]))
+            row = hit[1]  # records are never changed once made: shared unless it moved
+            rows.append(row if row["position"] == position else {**row, "position": position})
+            own_reasons.append(hit[3])
             hashes.append(hit[2])
             continue
         row, reasons = normalise_item(item, position, source=source)
@@ -236,35 +245,40 @@ def normalise_items(
         fresh.append(position)
 
     flagged = [i for i in fresh if not row_ok(rows[i])]  # the row rules, in Python
-    if flagged:  # their reasons, from the pandera schema
-        checked = frame_from_rows([rows[i] for i in flagged])
-        for index, reason in failure_reasons(checked):
-            own_reasons[flagged[index]].append(reason)
-
-    duplicates: dict[int, str] = {}
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        mid = row["model_id"]
-        if mid is None:
-            continue
-        if mid in seen:
-            duplicates[i] = f"duplicate model_id {mid!r} (the first occurrence is kept)"
-        seen.add(mid)
+    keys = {i: verdict_key(rows[i]) for i in flagged}
+    unknown = [i for i in flagged if keys[i] not in _VERDICTS]
+    if unknown:  # their reasons, from the pandera schema (~20 ms a call)
+        found: dict[int, list[str]] = {i: [] for i in unknown}
+        for index, reason in failure_reasons(frame_from_rows([rows[i] for i in unknown])):
+            found[unknown[index]].append(reason)
+        if len(_VERDICTS) > _VERDICTS_KEPT:
+            _VERDICTS.clear()
+        _VERDICTS.update((keys[i], tuple(found[i])) for i in unknown)
+    for i in flagged:
+        own_reasons[i] = [*own_reasons[i], *_VERDICTS[keys[i]]]
 
     quarantine = []
     valid_rows: list[dict[str, Any]] = []
     valid_hashes: list[str] = []
     new_cache: dict[str, CacheEntry] = {}
-    for i, row in enumerate(rows):
+    seen: set[str] = set()
+    duplicates: set[int] = set()
+    for i, row in enumerate(rows):  # one pass: the first occurrence of an id is kept
         own = own_reasons[i]
+        mid = row["model_id"]
+        duplicate = mid is not None and mid in seen
+        if mid is not None:
+            seen.add(mid)
         digest = hashes[i]
         if not own and digest is None:
             digest = row_hash(row)
-        mid = row["model_id"]
-        if i not in duplicates and isinstance(mid, str):
+        if not duplicate and isinstance(mid, str):
             new_cache[mid] = (items[i], row, digest, tuple(own))
-        if own or i in duplicates:
-            reasons = own + ([duplicates[i]] if i in duplicates else [])
+        if own or duplicate:
+            reasons = [*own]
+            if duplicate:
+                duplicates.add(i)
+                reasons.append(f"duplicate model_id {mid!r} (the first occurrence is kept)")
             quarantine.append(
                 QuarantinedRow(
                     position=i,

@@ -42,6 +42,17 @@ _ROW_OK = pl.all_horizontal(
 )
 
 _DTYPES = {f.name: f.dtype for f in FIELDS}
+# what the row rules read: a flagged row's reasons are a function of these values alone
+# (of the other not-null columns, only whether they are null)
+_VALUED = ("model_id", *COUNT_COLUMNS, *PRICE_COLUMNS)
+_NULL_ONLY = tuple(sorted(_NOT_NULL - set(_VALUED)))
+
+
+def verdict_key(row: dict[str, object]) -> tuple[object, ...]:
+    """What `failure_reasons` reads of one record: equal keys, equal reasons."""
+    return (*(row.get(c) for c in _VALUED), *(row.get(c) is None for c in _NULL_ONLY))
+
+
 _NOT_NULL_COLUMNS = tuple(sorted(_NOT_NULL))
 
 

@@ -322,6 +322,11 @@ class Store(Reads, AlertBook):
             )
         return self._states[source]
 
+    def prepare_raw(self, body: bytes, digest: str, base: str | None) -> None:
+        """`body` will most likely be archived as a delta against `base`: start it now,
+        so it overlaps the parse (see `RawArchive.prepare`)."""
+        self._archive.prepare(body, digest, base)
+
     def is_current_body(self, source: str, body: bytes) -> bool:
         """Whether `body` is byte for byte the catalog in force (the common poll):
         comparing with the body just written beats hashing it."""

@@ -126,10 +126,23 @@ def store_quarantine(
         ).fetchall()
     ):
         return
-    con.executemany(
-        "INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
-        [[digest, source, q.position, q.model_id, q.reason, q.raw] for q in rows],
+    import pyarrow as pa  # one typed table: `executemany` took ~1 ms per body
+
+    table = pa.table(
+        {
+            "content_hash": pa.array([digest] * len(rows), pa.string()),
+            "source": pa.array([source] * len(rows), pa.string()),
+            "position": pa.array([q.position for q in rows], pa.int32()),
+            "model_id": pa.array([q.model_id for q in rows], pa.string()),
+            "reason": pa.array([q.reason for q in rows], pa.string()),
+            "raw": pa.array([q.raw for q in rows], pa.string()),
+        }
     )
+    con.register("_quarantined", table)
+    try:
+        con.execute("INSERT INTO quarantine SELECT * FROM _quarantined")
+    finally:
+        con.unregister("_quarantined")
 
 
 class PendingVersions:
