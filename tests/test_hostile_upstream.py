@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import zstandard
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from pipeline import fetch as fetch_module
 from pipeline.errors import FetchError, PayloadRejected, UpstreamError
@@ -287,6 +289,79 @@ def test_parse_json_keeps_big_but_bounded_numbers() -> None:
     doc = parse_json(json.dumps({"a": 10**400, "b": 2**63 + 5}).encode() + b" ")
     assert doc == {"a": 10**400, "b": 2**63 + 5}
     assert parse_json(b"[1e400]") == [float("inf")]
+
+
+def _typed(value: Any) -> Any:
+    """A parsed document with each scalar's type beside it (1 == 1.0 == True otherwise)."""
+    if isinstance(value, dict):
+        return [type(value), [(k, _typed(v)) for k, v in value.items()]]
+    if isinstance(value, list):
+        return [type(value), [_typed(v) for v in value]]
+    if isinstance(value, float) and value != value:
+        return (float, "nan")
+    return (type(value), value)
+
+
+def _read(body: bytes) -> Any:
+    try:
+        return _typed(json.loads(body))
+    except (ValueError, RecursionError):
+        return "rejected"
+
+
+_NUMBER_TEXT = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,40})(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,3})?", fullmatch=True
+)
+_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80).map(str),
+    _NUMBER_TEXT,
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '"\\udc00x"']),
+    st.text(max_size=8).map(lambda t: json.dumps(t, ensure_ascii=bool(len(t) % 2))),
+)
+
+
+def _json_text(leaves: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.recursive(
+        leaves.map(
+            lambda v: (
+                "null"
+                if v is None
+                else ("true" if v is True else "false")
+                if isinstance(v, bool)
+                else v
+            )
+        ),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]"),
+            st.dictionaries(st.text(max_size=4), inner, max_size=4).map(
+                lambda d: "{" + ",".join(f"{json.dumps(k)}: {v}" for k, v in d.items()) + "}"
+            ),
+        ),
+        max_leaves=12,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@example('[1, -12345678901234567890, "0.0000000208333333333333"]', b"", "utf-8")
+@example('{"n":\n\t-9999999999999999999}', b"", "utf-8")
+@example(" 18446744073709551616", b"", "utf-8")
+@given(
+    _json_text(_LEAF), st.sampled_from([b"", b"\xef\xbb\xbf"]), st.sampled_from(["utf-8", "utf-16"])
+)
+def test_parse_json_reads_exactly_what_json_loads_reads(
+    text: str, bom: bytes, encoding: str
+) -> None:
+    """The fast reader (orjson) and json.loads agree on every body: the same objects, of
+    the same types (an int past 64 bits stays an int), and the same bodies refused."""
+    body = (bom if encoding == "utf-8" else b"") + text.encode(encoding, "surrogatepass")
+    want = _read(body)
+    try:
+        got = _typed(parse_json(body))
+    except PayloadRejected:
+        got = "rejected"
+    assert got == want
 
 
 @pytest.mark.parametrize(

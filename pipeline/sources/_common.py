@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import orjson
 
 from pipeline.errors import PayloadRejected, upstream_message
 
@@ -55,6 +58,27 @@ def _float(literal: str) -> float:
 # everything else "x": one substring search, 20x faster than a regex.
 _DIGITS = bytes(48 if chr(b) in "0123456789.eE+-" else 120 for b in range(256))
 _LONG_RUN = b"0" * MAX_NUMBER_CHARS
+# orjson reads a body 1.5-2.5x faster than json.loads and gives the same objects, except
+# that an integer past 64 bits comes back as a float: a body with no integer literal of 19
+# digits (2**63 has 19) has none. An integer literal follows `:`, `[`, `,`, whitespace or
+# nothing, then maybe a `-`; digits after anything else are inside a string or a float
+# (OpenRouter's "0.0000000208333333333333"). Whatever else orjson refuses (NaN, a BOM, a
+# lone surrogate, 1e400, UTF-16) is read by json.loads: both accept exactly the same
+# bodies (a property test).
+_INT_CONTEXT = bytes(
+    48 if chr(b).isdigit() and b < 128 else 45 if b == 45 else 49 if chr(b) in ":[, \t\n\r" else 120
+    for b in range(256)
+)
+_WIDE_INTS = (b"1" + b"0" * 19, b"1-" + b"0" * 19)
+
+
+def _wide_int(body: bytes) -> bool:
+    """Whether `body` may hold an integer literal of 19 digits or more."""
+    marked = body.translate(_INT_CONTEXT)
+    return marked.lstrip(b"1-").startswith(b"0" * 19) or any(w in marked for w in _WIDE_INTS)
+
+
+_UNREAD = object()
 
 
 def parse_json(body: bytes, *, deep: bool = True) -> Any:
@@ -62,8 +86,17 @@ def parse_json(body: bytes, *, deep: bool = True) -> Any:
     `MAX_DEPTH` or holds a number literal longer than `MAX_NUMBER_CHARS` characters.
     With `deep=False` the depth is left to the caller: `convert_all(..., doc=doc)`."""
     checked = _LONG_RUN in body.translate(_DIGITS)
+    doc: Any = _UNREAD
+    if not checked and not _wide_int(body):
+        with suppress(orjson.JSONDecodeError):
+            doc = orjson.loads(body)
     try:
-        doc = json.loads(body, parse_int=_int, parse_float=_float) if checked else json.loads(body)
+        if doc is _UNREAD:
+            doc = (
+                json.loads(body, parse_int=_int, parse_float=_float)
+                if checked
+                else json.loads(body)
+            )
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         start = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         raise PayloadRejected(f"body is not JSON ({exc.__class__.__name__}): {start!r}") from None
