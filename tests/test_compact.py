@@ -160,3 +160,33 @@ def test_an_older_store_that_kept_every_digest_is_migrated_and_compact_drops_the
     assert {t: v for t, v in after.items() if t != "model_versions"} == {
         t: v for t, v in before.items() if t != "model_versions"
     }
+
+
+def test_an_older_store_with_a_snapshots_table_is_migrated_to_the_view(tmp_path, bundled):
+    """Snapshots were a table repeating each applied fetch's log row (plus its order);
+    they are a view of the log now. An older store moves the orders into the log when
+    first opened for writing, and every catalog and change reads back the same."""
+    db = tmp_path / "old.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:20]:
+            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        want = store.execute("SELECT * FROM snapshots ORDER BY ALL")
+        catalogs = [store.catalog_as_of("aihubmix", at).rows() for at, _ in bundled[:20]]
+        changes = store.execute("SELECT * FROM model_changes ORDER BY ALL")
+        store.execute("CREATE TABLE old_snapshots AS SELECT * FROM snapshots")
+        store.execute("DROP VIEW snapshots")
+        store.execute("CREATE TABLE snapshots AS SELECT * FROM old_snapshots")
+        store.execute("DROP TABLE old_snapshots")
+        store.execute("UPDATE fetch_log SET order_hash = NULL")
+        store.execute("UPDATE meta SET value = 'older' WHERE key = 'ddl_hash'")
+    with Store.open(db) as store:
+        kinds = store.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = 'snapshots'"
+        )
+        assert kinds == [("VIEW",)]
+        assert store.execute("SELECT * FROM snapshots ORDER BY ALL") == want
+        assert [store.catalog_as_of("aihubmix", at).rows() for at, _ in bundled[:20]] == catalogs
+        assert store.execute("SELECT * FROM model_changes ORDER BY ALL") == changes
+        at, body = bundled[20]  # and it goes on
+        assert ingest(store, body, source="aihubmix", fetched_at=at).outcome == "new"
+        assert store.execute("SELECT count(*) FROM snapshots") == [(len(want) + 1,)]

@@ -276,13 +276,23 @@ def test_parse_json_depth_limit_is_exact() -> None:
 
 @pytest.mark.parametrize(
     "literal",
-    [b"7" * 5000, b"-" + b"1" * 5000, b"1." + b"5" * 5000],
-    ids=["int", "negative", "float"],
+    [
+        b"7" * 5000,
+        b"-" + b"1" * 5000,
+        b"1." + b"5" * 5000,
+        b"-" + b"1" * 333 + b"." + b"2" * 332 + b"e-" + b"3" * 332,  # 1,001: runs of 333
+    ],
+    ids=["int", "negative", "float", "just-over-split-evenly"],
 )
 def test_parse_json_rejects_overlong_numbers(literal: bytes) -> None:
     with pytest.raises(PayloadRejected, match=f"number of {len(literal)} characters") as info:
         parse_json(b'{"data": [], "n": ' + literal + b"}")
     assert len(one_line(info.value)) < 300
+
+
+def test_parse_json_reads_a_number_of_exactly_the_limit() -> None:
+    literal = b"-" + b"1" * 332 + b"." + b"2" * 332 + b"e-" + b"3" * 332  # 1,000 characters
+    assert parse_json(b"[" + literal + b"]") == [float(literal)]
 
 
 def test_parse_json_keeps_big_but_bounded_numbers() -> None:

@@ -363,7 +363,6 @@ class Store(Reads, AlertBook):
         ).to_dicts()
         for sql in (
             "DELETE FROM fetch_log WHERE source = $s AND fetched_at >= $t",
-            "DELETE FROM snapshots WHERE source = $s AND observed_at >= $t",
             "DELETE FROM model_versions WHERE source = $s AND valid_from >= $t",
             "UPDATE model_versions SET valid_to = NULL WHERE source = $s AND valid_to >= $t",
         ):
@@ -429,7 +428,8 @@ class Store(Reads, AlertBook):
                     store_quarantine(
                         self._con, source, result.content_hash, w.quarantine, first_time
                     )
-                result.fetch_id = log_fetch(self._con, result, w.meta)
+                order = w.changes.order_hash if w.changes is not None else None
+                result.fetch_id = log_fetch(self._con, result, w.meta, order)
                 if w.kind is not None and self.source_kind(source) is None:
                     self._rows("INSERT INTO source_kinds VALUES (?, ?)", [source, w.kind])
                     self._kinds[source] = w.kind

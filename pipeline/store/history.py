@@ -80,12 +80,20 @@ class SnapshotWrite:
     kind: str | None = None  # the adapter, remembered for the source on its first write
 
 
-def log_fetch(con: duckdb.DuckDBPyConnection, result: IngestResult, meta: FetchMeta) -> int:
+def log_fetch(
+    con: duckdb.DuckDBPyConnection,
+    result: IngestResult,
+    meta: FetchMeta,
+    order_hash: str | None = None,
+) -> int:
+    """The fetch's log row; with `order_hash`, the fetch applied a catalog in that order
+    (it is a snapshot: the `snapshots` view)."""
     row = con.execute(
         """INSERT INTO fetch_log (source, url, fetched_at, http_status, etag, max_age,
                content_hash, outcome, error, models, added, removed, returned, changed,
-               quarantined, unknown_values, duration_ms, catalog_hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING fetch_id""",
+               quarantined, unknown_values, duration_ms, catalog_hash, order_hash)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           RETURNING fetch_id""",
         [
             result.source,
             meta.url,
@@ -105,6 +113,7 @@ def log_fetch(con: duckdb.DuckDBPyConnection, result: IngestResult, meta: FetchM
             json.dumps(result.unknown_values) if result.unknown_values else None,
             result.duration_ms,
             result.catalog_hash,
+            order_hash,
         ],
     ).fetchall()
     return int(row[0][0])
@@ -270,7 +279,3 @@ def apply_changes(
                 None if dense else _json(changes.positions),
             ],
         )
-    con.execute(
-        "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-        [result.fetch_id, source, at, result.content_hash, changes.order_hash, len(changes.ids)],
-    )

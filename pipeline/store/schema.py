@@ -9,7 +9,7 @@ Tables (all times are naive UTC):
     model_versions type-2 history: one row per (model, values) with valid_from/valid_to;
                    an open version keeps its values' digest (`row_hash`) for the next diff
     orders         the default order of a catalog, stored once per distinct order
-    snapshots      one row per applied snapshot: when, and which order it had
+    snapshots      (a view) one row per applied snapshot: when, and which order it had
     quarantine     invalid rows, with reasons, once per distinct body
     tokens         bearer tokens of the served API (SHA-256 only)
     private_sources  sources fetched with a bearer token (never served anonymously)
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS fetch_log (
 );
 -- added after 0.1.0: the normalised catalog's digest, to see a held change confirmed
 ALTER TABLE fetch_log ADD COLUMN IF NOT EXISTS catalog_hash VARCHAR;
+-- the order of the catalog a fetch applied (NULL when it applied nothing): `snapshots`
+ALTER TABLE fetch_log ADD COLUMN IF NOT EXISTS order_hash VARCHAR;
 CREATE TABLE IF NOT EXISTS raw_payloads (
     content_hash VARCHAR PRIMARY KEY,
     source VARCHAR NOT NULL,
@@ -101,14 +103,6 @@ CREATE TABLE IF NOT EXISTS orders (
     source VARCHAR NOT NULL,
     model_ids VARCHAR NOT NULL USING COMPRESSION zstd,  -- a JSON list of ids
     positions VARCHAR USING COMPRESSION zstd  -- JSON; NULL when 0, 1, 2, ... (no gaps)
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    fetch_id BIGINT PRIMARY KEY,
-    source VARCHAR NOT NULL,
-    observed_at TIMESTAMP NOT NULL,
-    content_hash VARCHAR NOT NULL,
-    order_hash VARCHAR NOT NULL,
-    models INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     name VARCHAR PRIMARY KEY,
@@ -193,6 +187,11 @@ def _field_changes() -> str:
 
 
 VIEWS = f"""
+-- a fetch that applied a catalog is a snapshot: its log row says when and in which order
+CREATE OR REPLACE VIEW snapshots AS
+    SELECT fetch_id, source, fetched_at AS observed_at, content_hash, order_hash, models
+    FROM fetch_log WHERE order_hash IS NOT NULL;
+
 CREATE OR REPLACE MACRO catalog_as_of(src, ts) AS TABLE
     WITH s AS (
         SELECT source, order_hash, observed_at FROM snapshots
@@ -332,6 +331,22 @@ def _migrate_row_hash(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ALTER TABLE model_versions ALTER COLUMN row_hash DROP NOT NULL")
 
 
+def _migrate_snapshots(con: duckdb.DuckDBPyConnection) -> None:
+    """A store made when snapshots were a table of their own (the same fetch id, source,
+    time, body and count as the fetch's log row, plus the order): the order moves to the
+    log row and the table gives way to the view."""
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = 'snapshots' "
+        "AND table_catalog = current_database()"
+    ).fetchall()
+    if kind and kind[0][0] == "BASE TABLE":
+        con.execute(
+            "UPDATE fetch_log SET order_hash = s.order_hash FROM snapshots s "
+            "WHERE fetch_log.fetch_id = s.fetch_id"
+        )
+        con.execute("DROP TABLE snapshots")
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
     """Create or refresh tables and views, unless this file already has this code's."""
     found = con.execute(
@@ -363,6 +378,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool)
     con.execute(DDL)
     _migrate_orders(con)
     _migrate_row_hash(con)
+    _migrate_snapshots(con)
     con.execute(VIEWS)
     con.execute(
         "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
