@@ -75,6 +75,29 @@ def test_raw_archive_gives_back_every_body_exactly(tmp_path, bundled):
     assert stored * 10 < raw
 
 
+def test_a_body_stored_before_is_not_stored_again_when_its_delta_was_prepared(bundled):
+    """The delta computed while a body is parsed skips the "stored already?" query: the
+    INSERT says. A body that returns (A, B, A) from a process that did not write A keeps
+    one copy, and every body still reads back exactly."""
+    from pipeline.store import content_hash
+    from pipeline.store.archive import RawArchive
+
+    a, b = bundled[0][1], bundled[1][1]
+    with Store.open(":memory:") as store:
+        archive = RawArchive(store._con)
+        with store.transaction():
+            assert archive.put("aihubmix", a, content_hash(a), T0, None)
+            assert archive.put("aihubmix", b, content_hash(b), T0, content_hash(a))
+        archive._depths.pop(content_hash(a))  # as if another process had written A
+        with store.transaction():
+            archive.prepare(a, content_hash(a), content_hash(b))
+            assert archive._prepared is not None
+            assert not archive.put("aihubmix", a, content_hash(a), T0, content_hash(b))
+        assert store.execute("SELECT count(*) FROM raw_payloads") == [(2,)]
+        assert RawArchive(store._con).get(content_hash(a)) == a
+        assert RawArchive(store._con).get(content_hash(b)) == b
+
+
 def test_identical_payload_and_304_add_one_log_row_and_no_model_rows(store):
     payload = doc("docs-api-v1-models-success.json")
     first = ingest(store, payload, source="aihubmix", fetched_at=T0)

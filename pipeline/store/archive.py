@@ -114,8 +114,12 @@ class RawArchive:
         whether it was stored now. Runs inside the caller's transaction; `forget()` after
         a rollback."""
         prepared, self._prepared = self._prepared, None
-        if digest in self._depths or self._one(
-            "SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest]
+        if prepared is not None and prepared[:2] != (digest, base):
+            prepared = None
+        # with a delta ready, the INSERT itself says whether the body was stored already
+        if digest in self._depths or (
+            prepared is None
+            and self._one("SELECT 1 FROM raw_payloads WHERE content_hash = ?", [digest])
         ):
             return False
         depth = 0
@@ -133,15 +137,15 @@ class RawArchive:
             data = zstd.ZstdCompressor(level=level).compress(body)
             codec = "zstd"
         else:
-            if prepared is not None and prepared[:2] == (digest, base):
-                data = prepared[2].result()
-            else:
-                data = _delta(self.get(base), body)
+            data = prepared[2].result() if prepared is not None else _delta(self.get(base), body)
             codec = "zstd-delta"
-        self._con.execute(
-            "INSERT INTO raw_payloads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [digest, source, at, len(body), codec, base, depth, data],
-        )
+        inserted = self._con.execute(
+            "INSERT INTO raw_payloads SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads WHERE content_hash = ?)",
+            [digest, source, at, len(body), codec, base, depth, data, digest],
+        ).fetchall()
+        if not inserted[0][0]:
+            return False
         self._remember(digest, body)
         self._depths[digest] = depth
         return True
