@@ -135,23 +135,21 @@ def store_quarantine(
         ).fetchall()
     ):
         return
-    import pyarrow as pa  # one typed table: `executemany` took ~1 ms per body
-
-    table = pa.table(
-        {
-            "content_hash": pa.array([digest] * len(rows), pa.string()),
-            "source": pa.array([source] * len(rows), pa.string()),
-            "position": pa.array([q.position for q in rows], pa.int32()),
-            "model_id": pa.array([q.model_id for q in rows], pa.string()),
-            "reason": pa.array([q.reason for q in rows], pa.string()),
-            "raw": pa.array([q.raw for q in rows], pa.string()),
-        }
+    # one statement, a list per column: 0.5 ms, where `executemany` took 1.6 ms and an
+    # Arrow table 1 ms (OpenRouter quarantines a few rows of every body)
+    columns = [
+        [digest] * len(rows),
+        [source] * len(rows),
+        [q.position for q in rows],
+        [q.model_id for q in rows],
+        [q.reason for q in rows],
+        [q.raw for q in rows],
+    ]
+    con.execute(
+        "INSERT INTO quarantine SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+        "unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+        columns,
     )
-    con.register("_quarantined", table)
-    try:
-        con.execute("INSERT INTO quarantine SELECT * FROM _quarantined")
-    finally:
-        con.unregister("_quarantined")
 
 
 class PendingVersions:
