@@ -89,10 +89,10 @@ def test_a_failure_inside_a_batch_is_recorded_as_alone_and_the_rest_stand(monkey
     third = files[2][0]
     real = pipeline.store.apply_changes
 
-    def disk_full_at_the_third(con, result, changes, pending=None):
+    def disk_full_at_the_third(con, result, changes, *pending):
         if result.fetched_at == third:
             raise OSError("No space left on device")
-        return real(con, result, changes, pending)
+        return real(con, result, changes, *pending)
 
     monkeypatch.setattr(pipeline.ingest, "REPLAY_BATCH", 5)
     with Store.open(":memory:") as store:

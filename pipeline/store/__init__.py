@@ -32,6 +32,7 @@ from pipeline.store.alerts import AlertBook
 from pipeline.store.archive import RawArchive, content_hash
 from pipeline.store.history import (
     FetchMeta,
+    PendingRows,
     PendingVersions,
     SnapshotWrite,
     VersionChanges,
@@ -116,6 +117,7 @@ class Store(Reads, AlertBook):
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
         self._pending: PendingVersions | None = None  # a batch's type-2 changes (`batch`)
+        self._pending_rows: PendingRows | None = None  # and its log, quarantine, orders
         self._kinds: dict[str, str] = {}  # source_kind() answers (a kind never changes)
         try:
             ensure_schema(con, path, read_only=read_only)
@@ -257,21 +259,28 @@ class Store(Reads, AlertBook):
             yield  # inside a larger unit: plain writes
             return
         with self.transaction():
-            self._pending = PendingVersions()
+            self._pending, self._pending_rows = PendingVersions(), PendingRows()
+            self._archive.hold()
             try:
                 yield
                 self._flush()
             finally:
-                self._pending = None
+                self._pending = self._pending_rows = None
+                self._archive.release()
 
     def _flush(self, sql: str | None = None) -> None:
-        """Write a batch's pending versions, if `sql` (None: any) may read them."""
-        pending = self._pending
-        if pending and (sql is None or any(t in sql for t in PendingVersions.READERS)):
-            try:
+        """Write what a batch holds back, if `sql` (None: any) may read it."""
+        try:
+            if self._archive.holding and (sql is None or "raw_payloads" in sql):
+                self._archive.write_held()
+            rows = self._pending_rows
+            if rows and (sql is None or any(t in sql for t in PendingRows.READERS)):
+                rows.flush(self._con)
+            pending = self._pending
+            if pending and (sql is None or any(t in sql for t in PendingVersions.READERS)):
                 pending.flush(self._con)
-            except duckdb.Error as exc:
-                raise self._failure(exc) from exc
+        except duckdb.Error as exc:
+            raise self._failure(exc) from exc
 
     def source_kind(self, source: str) -> str | None:
         """The adapter `source` was ingested with (remembered: asked at every ingest)."""
@@ -426,15 +435,20 @@ class Store(Reads, AlertBook):
                             source, w.body, result.content_hash, result.fetched_at, w.raw_base
                         )
                     store_quarantine(
-                        self._con, source, result.content_hash, w.quarantine, first_time
+                        self._con,
+                        source,
+                        result.content_hash,
+                        w.quarantine,
+                        first_time,
+                        self._pending_rows,
                     )
                 order = w.changes.order_hash if w.changes is not None else None
-                result.fetch_id = log_fetch(self._con, result, w.meta, order)
+                result.fetch_id = log_fetch(self._con, result, w.meta, order, self._pending_rows)
                 if w.kind is not None and self.source_kind(source) is None:
                     self._rows("INSERT INTO source_kinds VALUES (?, ?)", [source, w.kind])
                     self._kinds[source] = w.kind
                 if w.changes is not None:
-                    apply_changes(self._con, result, w.changes, self._pending)
+                    apply_changes(self._con, result, w.changes, self._pending, self._pending_rows)
         except Exception as exc:
             if isinstance(exc, ModelwatchError) or self.in_transaction:
                 raise  # inside a larger transaction: the caller's whole unit fails
@@ -470,7 +484,7 @@ class Store(Reads, AlertBook):
         with self.transaction():
             if body is not None and result.content_hash is not None:
                 self._archive.put(result.source, body, result.content_hash, result.fetched_at, None)
-            result.fetch_id = log_fetch(self._con, result, meta)
+            result.fetch_id = log_fetch(self._con, result, meta, None, self._pending_rows)
         self._states.pop(result.source, None)
         return result
 

@@ -10,6 +10,7 @@ import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 import duckdb
 import zstandard as zstd
@@ -64,6 +65,8 @@ class RawArchive:
         self._depths: dict[str, int] = {}  # delta-chain depth of bodies written here
         # (digest, base, delta being computed): `prepare` started it, `put` takes it
         self._prepared: tuple[str, str, Future[bytes]] | None = None
+        # in a batch (`hold`): rows put but not yet inserted, by content hash
+        self._held: dict[str, list[Any]] | None = None
 
     def _one(self, sql: str, params: list[object]) -> tuple[object, ...] | None:
         rows = self._con.execute(sql, params).fetchall()
@@ -80,10 +83,15 @@ class RawArchive:
         chain: list[tuple[str, str, str | None, bytes]] = []
         cursor: str | None = digest
         while cursor is not None and cursor not in self._bodies:
-            row = self._one(
-                "SELECT content_hash, codec, base_hash, data FROM raw_payloads "
-                "WHERE content_hash = ?",
-                [cursor],
+            held = self._held.get(cursor) if self._held is not None else None
+            row: tuple[Any, ...] | None = (
+                (held[0], held[4], held[5], held[7])
+                if held is not None
+                else self._one(
+                    "SELECT content_hash, codec, base_hash, data FROM raw_payloads "
+                    "WHERE content_hash = ?",
+                    [cursor],
+                )
             )
             if row is None:
                 raise StoreError(f"no raw payload with hash {cursor!r}")
@@ -139,12 +147,14 @@ class RawArchive:
         else:
             data = prepared[2].result() if prepared is not None else _delta(self.get(base), body)
             codec = "zstd-delta"
-        inserted = self._con.execute(
+        stored = [digest, source, at, len(body), codec, base, depth, data]
+        if self._held is not None:  # the batch's one INSERT leaves out what is stored
+            self._held[digest] = stored
+        elif not self._con.execute(
             "INSERT INTO raw_payloads SELECT ?, ?, ?, ?, ?, ?, ?, ? "
             "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads WHERE content_hash = ?)",
-            [digest, source, at, len(body), codec, base, depth, data, digest],
-        ).fetchall()
-        if not inserted[0][0]:
+            [*stored, digest],
+        ).fetchall()[0][0]:
             return False
         self._remember(digest, body)
         self._depths[digest] = depth
@@ -163,7 +173,35 @@ class RawArchive:
             return
         self._prepared = (digest, base, _worker().submit(_delta, self._bodies[base], body))
 
+    def hold(self) -> None:
+        """From now until `write_held` (a batch), bodies put wait for one INSERT."""
+        self._held = {}
+
+    def release(self) -> None:
+        """The batch is over: bodies are inserted as they are put again."""
+        self._held = None
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def write_held(self) -> None:
+        """Insert the bodies put since `hold` (or the last call), leaving out any stored
+        already."""
+        held = self._held
+        if held:
+            self._held = {}
+            self._con.execute(
+                "INSERT INTO raw_payloads SELECT n.* FROM (SELECT unnest(?::VARCHAR[]) AS h, "
+                "unnest(?::VARCHAR[]), unnest(?::TIMESTAMP[]), unnest(?::BIGINT[]), "
+                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
+                "unnest(?::BLOB[])) n "
+                "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.content_hash = n.h)",
+                [list(column) for column in zip(*held.values(), strict=True)],
+            )
+
     def forget(self) -> None:
         """After a rollback: what this archive remembers may name bodies never committed."""
         self._depths.clear()
         self._prepared = None
+        self._held = None
