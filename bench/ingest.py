@@ -77,8 +77,9 @@ def measure_history(
     }
 
 
-def rows(label: str, h: dict[str, Any]) -> list[dict[str, Any]]:
-    """The table of one history; its headline rows are marked."""
+def rows(label: str, h: dict[str, Any], *, poll_target: bool = False) -> list[dict[str, Any]]:
+    """The table of one history; its headline rows are marked. `poll_target`: judge its
+    changed poll against issue 15's 20 ms (a catalog of 1,000 models)."""
     store, floor, naive = h["store"], h["json_floor"]["ms"], h["naive"]["ms"]
     changed, unchanged = store["changed_ms"], store["unchanged_ms"]
     pack = h["git"].get("pack_bytes") if h["git"]["available"] else None
@@ -110,8 +111,9 @@ def rows(label: str, h: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
             floor["median"],
             "json.loads, median",
-            f"<= {TARGETS['changed_ms']:g} ms",
-            m.at_most(changed["median"], TARGETS["changed_ms"]),
+            f"<= {TARGETS['changed_ms']:g} ms" if poll_target else "",
+            m.at_most(changed["median"], TARGETS["changed_ms"]) if poll_target else None,
+            headline=poll_target,
         ),
         r("ms per changed poll, p95", changed["p95"], "ms", floor["p95"], "json.loads, p95"),
         r("ms per changed poll vs naive append", changed["median"], "ms", naive["median"], na),
@@ -168,7 +170,7 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
         log(f"  ingest: {label}")
         history = list(catalog_history(size["models"], size["polls"], *shape.values()))
         measured = {"config": config, "synthetic": measure_history("synthetic", history, workdir)}
-        table += rows(label, measured["synthetic"])
+        table += rows(label, measured["synthetic"], poll_target=size["models"] == 1000)
         if params.get("bundled") and index == 0:
             log("  ingest: the bundled AiHubMix history")
             bundled = [(at, read_payload(path)) for at, path in payload_files(BUNDLED_DIR)]

@@ -98,6 +98,29 @@ def test_a_body_stored_before_is_not_stored_again_when_its_delta_was_prepared(bu
         assert RawArchive(store._con).get(content_hash(b)) == b
 
 
+def test_delta_chains_are_cut_every_keyframe_every_bodies(monkeypatch, tmp_path, bundled):
+    """Every KEYFRAME_EVERY-th body is stored whole, so reading any body walks at most
+    KEYFRAME_EVERY - 1 deltas; a cold store reads every body back exactly."""
+    from pipeline.store import archive, content_hash
+
+    monkeypatch.setattr(archive, "KEYFRAME_EVERY", 4)
+    path = tmp_path / "chains.duckdb"
+    with Store.open(path) as store:
+        for fetched_at, payload in bundled[:14]:
+            ingest(store, payload, source="aihubmix", fetched_at=fetched_at)
+    with Store.open(path) as cold:
+        rows = cold.execute("SELECT content_hash, codec, base_hash, depth FROM raw_payloads")
+        for _, payload in bundled[:14]:
+            assert cold.raw_payload(content_hash(payload)) == payload
+    depth = {digest: d for digest, _, _, d in rows}
+    assert len(rows) == len({p for _, p in bundled[:14]}) > 8
+    for _, codec, base, d in rows:  # a chain is cut when it would reach 4
+        assert d < 4
+        assert (codec == "zstd") == (base is None) == (d == 0)
+        assert base is None or d == depth[base] + 1
+    assert [d for *_, d in rows].count(0) >= 2  # cut at least once
+
+
 def test_identical_payload_and_304_add_one_log_row_and_no_model_rows(store):
     payload = doc("docs-api-v1-models-success.json")
     first = ingest(store, payload, source="aihubmix", fetched_at=T0)
