@@ -132,8 +132,10 @@ def test_an_older_store_that_kept_every_digest_is_migrated_and_compact_drops_the
     with Store.open(db) as store:
         for at, body in bundled[:20]:
             ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
-        store.execute("UPDATE model_versions SET row_hash = 'kept' WHERE valid_to IS NOT NULL")
-        store.execute("ALTER TABLE model_versions ALTER COLUMN row_hash SET NOT NULL")
+        store.execute(
+            "UPDATE model_versions_stored SET row_hash = 'kept' WHERE valid_to IS NOT NULL"
+        )
+        store.execute("ALTER TABLE model_versions_stored ALTER COLUMN row_hash SET NOT NULL")
         store.execute("UPDATE meta SET value = 'older' WHERE key = 'ddl_hash'")
     with Store.open(db) as store:  # the next versions to close must be able to drop theirs
         for at, body in bundled[20:]:
@@ -190,3 +192,76 @@ def test_an_older_store_with_a_snapshots_table_is_migrated_to_the_view(tmp_path,
         at, body = bundled[20]  # and it goes on
         assert ingest(store, body, source="aihubmix", fetched_at=at).outcome == "new"
         assert store.execute("SELECT count(*) FROM snapshots") == [(len(want) + 1,)]
+
+
+def test_a_store_in_the_previous_release_layout_is_migrated_whole(tmp_path, bundled):
+    """The layout modelwatch wrote until this change: `model_versions` a table with list
+    columns and a digest on every version, `snapshots` a table. Opened for writing, it
+    becomes today's layout in place; every catalog, change and version reads the same,
+    it goes on ingesting, and `compact` keeps it all."""
+    db = tmp_path / "previous.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:20]:
+            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+        versions = store.execute(
+            "SELECT * EXCLUDE (row_hash) FROM model_versions ORDER BY source, model_id, valid_from"
+        )
+        changes = store.execute("SELECT * FROM model_changes ORDER BY ALL")
+        catalogs = [store.catalog_as_of("aihubmix", at).rows() for at, _ in bundled[:20]]
+        for sql in (
+            "CREATE TABLE old_versions AS SELECT * REPLACE (coalesce(row_hash, 'x') AS row_hash)"
+            " FROM model_versions",
+            "CREATE TABLE old_snapshots AS SELECT * FROM snapshots",
+            "DROP VIEW model_versions",
+            "DROP VIEW snapshots",
+            "DROP TABLE model_versions_stored",
+            "CREATE TABLE model_versions AS SELECT * FROM old_versions",
+            "ALTER TABLE model_versions ALTER COLUMN row_hash SET NOT NULL",
+            "CREATE TABLE snapshots AS SELECT * FROM old_snapshots",
+            "DROP TABLE old_versions",
+            "DROP TABLE old_snapshots",
+            "UPDATE fetch_log SET order_hash = NULL",
+            "UPDATE meta SET value = 'previous' WHERE key = 'ddl_hash'",
+        ):
+            store.execute(sql)
+        assert store.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = 'model_versions' "
+            "AND column_name = 'features'"
+        ) == [("VARCHAR[]",)]
+    with Store.open(db) as store:
+        kinds = dict(
+            store.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_name IN ('model_versions', 'model_versions_stored', 'snapshots')"
+            )
+        )
+        assert kinds == {
+            "model_versions": "VIEW",
+            "model_versions_stored": "BASE TABLE",
+            "snapshots": "VIEW",
+        }
+        assert (
+            store.execute(
+                "SELECT * EXCLUDE (row_hash) FROM model_versions "
+                "ORDER BY source, model_id, valid_from"
+            )
+            == versions
+        )
+        assert store.execute("SELECT * FROM model_changes ORDER BY ALL") == changes
+        assert [store.catalog_as_of("aihubmix", at).rows() for at, _ in bundled[:20]] == catalogs
+        for at, body in bundled[20:]:
+            result = ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            assert result.outcome in ("new", "unchanged"), result.error
+    fresh = tmp_path / "fresh.duckdb"
+    with Store.open(fresh) as store:
+        for at, body in bundled:
+            ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+    assert run_cli("compact", "--db", str(db)).returncode == 0
+
+    def history(path):
+        with Store.open(path, read_only=True) as store:
+            return store.execute(
+                "SELECT * EXCLUDE (fetch_id) FROM model_versions ORDER BY ALL"
+            ), store.execute("SELECT * FROM model_changes ORDER BY ALL")
+
+    assert history(db) == history(fresh)

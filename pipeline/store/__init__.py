@@ -372,8 +372,8 @@ class Store(Reads, AlertBook):
         ).to_dicts()
         for sql in (
             "DELETE FROM fetch_log WHERE source = $s AND fetched_at >= $t",
-            "DELETE FROM model_versions WHERE source = $s AND valid_from >= $t",
-            "UPDATE model_versions SET valid_to = NULL WHERE source = $s AND valid_to >= $t",
+            "DELETE FROM model_versions_stored WHERE source = $s AND valid_from >= $t",
+            "UPDATE model_versions_stored SET valid_to = NULL WHERE source = $s AND valid_to >= $t",
         ):
             self._rows(sql, {"s": source, "t": since})
         self._rehash_open(source)
@@ -399,9 +399,8 @@ class Store(Reads, AlertBook):
         self._con.register("_rehashed", hashes)
         try:
             self._rows(
-                "UPDATE model_versions SET row_hash = h.row_hash FROM _rehashed h "
-                "WHERE model_versions.source = $s AND model_versions.model_id = h.model_id "
-                "AND model_versions.valid_to IS NULL",
+                "UPDATE model_versions_stored v SET row_hash = h.row_hash FROM _rehashed h "
+                "WHERE v.source = $s AND v.model_id = h.model_id AND v.valid_to IS NULL",
                 {"s": source},
             )
         finally:
@@ -491,10 +490,10 @@ class Store(Reads, AlertBook):
 
 # A model's versions side by side: its description and `extra` repeat from one version to
 # the next, so zstd and DuckDB's dictionaries see the repeats (OpenRouter: -12%)
-COMPACT_ORDER = {"model_versions": " ORDER BY source, model_id, valid_from"}
+COMPACT_ORDER = {"model_versions_stored": " ORDER BY source, model_id, valid_from"}
 # what compact rewrites on the way: a closed version's digest is dropped (older stores)
 COMPACT_SELECT = {
-    "model_versions": "* REPLACE (CASE WHEN valid_to IS NULL THEN row_hash END AS row_hash)"
+    "model_versions_stored": "* REPLACE (CASE WHEN valid_to IS NULL THEN row_hash END AS row_hash)"
 }
 
 

@@ -18,7 +18,7 @@ import polars as pl
 
 from pipeline.outcome import IngestResult
 from pipeline.store.schema import VERSION_COLUMNS
-from schemas.record import FIELDS, arrow_type
+from schemas.record import FIELDS, LIST_COLUMNS, arrow_type
 
 
 @cache
@@ -28,6 +28,7 @@ def _arrow_types() -> dict[str, Any]:
 
     return {
         **{f.name: arrow_type(f.dtype) for f in FIELDS},
+        **{c: pa.string() for c in LIST_COLUMNS},  # stored as JSON text
         "valid_from": pa.timestamp("us"),
         "valid_to": pa.timestamp("us"),
         "row_hash": pa.string(),
@@ -313,9 +314,9 @@ class PendingVersions:
             con.register("_closing", closing)
             try:
                 con.execute(
-                    "UPDATE model_versions SET valid_to = c.valid_to, row_hash = NULL "
-                    "FROM _closing c WHERE model_versions.source = c.source "
-                    "AND model_versions.model_id = c.model_id AND model_versions.valid_to IS NULL"
+                    "UPDATE model_versions_stored v SET valid_to = c.valid_to, row_hash = NULL "
+                    "FROM _closing c WHERE v.source = c.source "
+                    "AND v.model_id = c.model_id AND v.valid_to IS NULL"
                 )
             finally:
                 con.unregister("_closing")
@@ -333,11 +334,16 @@ def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]])
     took 3.5 ms and `executemany` 9 ms."""
     import pyarrow as pa
 
-    table = pa.table({c: pa.array([r[c] for r in rows], type=_arrow_types()[c]) for c in _INSERTED})
+    def column(name: str) -> list[Any]:
+        if name in LIST_COLUMNS:  # `model_versions` reads the JSON text back as lists
+            return [_json(r[name]) for r in rows]
+        return [r[name] for r in rows]
+
+    table = pa.table({c: pa.array(column(c), type=_arrow_types()[c]) for c in _INSERTED})
     con.register("_new_rows", table)
     try:
         cols = ", ".join(_INSERTED)
-        con.execute(f"INSERT INTO model_versions ({cols}) SELECT {cols} FROM _new_rows")
+        con.execute(f"INSERT INTO model_versions_stored ({cols}) SELECT {cols} FROM _new_rows")
     finally:
         con.unregister("_new_rows")
 
@@ -357,7 +363,7 @@ def apply_changes(
     else:
         if changes.closing:
             con.execute(
-                "UPDATE model_versions SET valid_to = ?, row_hash = NULL "
+                "UPDATE model_versions_stored SET valid_to = ?, row_hash = NULL "
                 "WHERE source = ? AND valid_to IS NULL "
                 "AND list_contains(?, model_id)",
                 [at, source, changes.closing],

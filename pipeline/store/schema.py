@@ -6,8 +6,9 @@ Tables (all times are naive UTC):
     fetch_log      one row per fetch attempt, whatever its outcome
     raw_payloads   every distinct body once, zstd-compressed against the previous body
                    of the same source (a delta chain cut every `KEYFRAME_EVERY` payloads)
-    model_versions type-2 history: one row per (model, values) with valid_from/valid_to;
-                   an open version keeps its values' digest (`row_hash`) for the next diff
+    model_versions_stored  type-2 history: one row per (model, values) with valid_from
+                   and valid_to; an open version keeps its values' digest (`row_hash`) for
+                   the next diff; list columns are JSON text (query the view instead)
     orders         the default order of a catalog, stored once per distinct order
     snapshots      (a view) one row per applied snapshot: when, and which order it had
     quarantine     invalid rows, with reasons, once per distinct body
@@ -19,6 +20,7 @@ Tables (all times are naive UTC):
 
 Views and macros:
 
+    model_versions             the stored versions with list columns as lists (query this)
     catalog_as_of(source, ts)  one source's catalog as last observed at or before ts
     models_as_of(ts)           every source's catalog at ts
     current_models             every source's latest catalog
@@ -38,13 +40,13 @@ import duckdb
 
 from pipeline.errors import StoreError
 from pipeline.outcome import LOGGED
-from schemas.record import COLUMNS, FIELDS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS
+from schemas.record import COLUMNS, FIELDS, LIST_COLUMNS, PRICE_COLUMNS, VALUE_COLUMNS, Field
 
 SCHEMA_VERSION = 1
 _VERSION_COLS = [f for f in FIELDS if f.name != "position"]
 VERSION_COLUMNS = tuple(f.name for f in _VERSION_COLS)
 
-# Long repeated text (descriptions, `extra` JSON, hex digests) is zstd-compressed, where
+# Long repeated text (descriptions, `extra` JSON, orders) is zstd-compressed, where
 # it takes half of DuckDB's default (dictionary + FSST per segment); every other column
 # keeps DuckDB's own choice (constant, RLE, bit-packing, ALP), which zstd would only grow.
 ZSTD_COLUMNS = ("description", "extra")
@@ -52,6 +54,27 @@ ZSTD_COLUMNS = ("description", "extra")
 
 def _compression(column: str) -> str:
     return " USING COMPRESSION zstd" if column in ZSTD_COLUMNS else ""
+
+
+# `model_versions` is a view of the table `model_versions_stored`, which keeps a list column as JSON
+# text: in 16 KiB blocks DuckDB stores a list's offsets as 8 uncompressed bytes a row
+# (OpenRouter: 3 x 120 KiB), where a few distinct JSON texts take a dictionary's few bytes.
+def _stored(f: Field) -> str:
+    return "VARCHAR" if f.name in LIST_COLUMNS else f.sql
+
+
+def _as_listed(column: str) -> str:
+    return (
+        f"""from_json({column}, '["VARCHAR"]') AS {column}""" if column in LIST_COLUMNS else column
+    )
+
+
+VERSIONS_VIEW = f"""
+CREATE OR REPLACE VIEW model_versions AS
+    SELECT {", ".join(_as_listed(f.name) for f in _VERSION_COLS)},
+           valid_from, valid_to, row_hash, fetch_id::BIGINT AS fetch_id
+    FROM model_versions_stored;
+"""
 
 
 DDL = f"""
@@ -91,12 +114,15 @@ CREATE TABLE IF NOT EXISTS raw_payloads (
     depth INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS model_versions (
-    {", ".join(f"{f.name} {f.sql}{_compression(f.name)}" for f in _VERSION_COLS)},
+CREATE TABLE IF NOT EXISTS model_versions_stored (
+    {", ".join(f"{f.name} {_stored(f)}{_compression(f.name)}" for f in _VERSION_COLS)},
     valid_from TIMESTAMP NOT NULL,
     valid_to TIMESTAMP,
-    row_hash VARCHAR USING COMPRESSION zstd,  -- the values' digest; NULL once closed
-    fetch_id BIGINT NOT NULL
+    -- the values' digest while open, NULL once closed: few are left, so no zstd (which
+    -- took 7 bytes a row, NULLs included, where the dictionary takes a third of it)
+    row_hash VARCHAR,
+    fetch_id INTEGER NOT NULL  -- 4 bytes a row, not 8 (read as BIGINT); 2**31 fetches is
+                               -- a poll a minute for 4,000 years
 );
 CREATE TABLE IF NOT EXISTS orders (
     order_hash VARCHAR PRIMARY KEY,
@@ -186,7 +212,9 @@ def _field_changes() -> str:
     return "\nUNION ALL ".join(parts)
 
 
-VIEWS = f"""
+VIEWS = (
+    VERSIONS_VIEW
+    + f"""
 -- a fetch that applied a catalog is a snapshot: its log row says when and in which order
 CREATE OR REPLACE VIEW snapshots AS
     SELECT fetch_id, source, fetched_at AS observed_at, content_hash, order_hash, models
@@ -265,6 +293,7 @@ CREATE OR REPLACE VIEW price_changes AS
     FROM model_changes
     WHERE kind = 'changed' AND field IN ({", ".join(repr(c) for c in PRICE_COLUMNS)});
 """
+)
 
 # -- cross-source comparison (issue 7) ------------------------------------------------------
 # canonical_model_key(id) is the one definition of "the same model" across naming schemes
@@ -324,11 +353,28 @@ def _migrate_row_hash(con: duckdb.DuckDBPyConnection) -> None:
     """A store made when every version kept its digest: closed versions may drop it now
     (their digests stay until `compact` rewrites the table)."""
     nullable = con.execute(
-        "SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'model_versions' "
+        "SELECT is_nullable FROM duckdb_columns() WHERE table_name = 'model_versions_stored' "
         "AND column_name = 'row_hash' AND database_name = current_database()"
     ).fetchall()
     if nullable and not nullable[0][0]:
-        con.execute("ALTER TABLE model_versions ALTER COLUMN row_hash DROP NOT NULL")
+        con.execute("ALTER TABLE model_versions_stored ALTER COLUMN row_hash DROP NOT NULL")
+
+
+def _migrate_versions(con: duckdb.DuckDBPyConnection) -> None:
+    """A store made when `model_versions` was the table itself (list columns as lists):
+    its rows move to `model_versions_stored`, lists as JSON text, and the name goes to the view."""
+    kind = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_name = 'model_versions' "
+        "AND table_catalog = current_database()"
+    ).fetchall()
+    if kind and kind[0][0] == "BASE TABLE":
+        columns = [*VERSION_COLUMNS, "valid_from", "valid_to", "row_hash", "fetch_id"]
+        values = [f"to_json({c})::VARCHAR" if c in LIST_COLUMNS else c for c in columns]
+        con.execute(
+            f"INSERT INTO model_versions_stored ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM model_versions"
+        )
+        con.execute("DROP TABLE model_versions")
 
 
 def _migrate_snapshots(con: duckdb.DuckDBPyConnection) -> None:
@@ -377,6 +423,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool)
     con.execute("BEGIN")
     con.execute(DDL)
     _migrate_orders(con)
+    _migrate_versions(con)
     _migrate_row_hash(con)
     _migrate_snapshots(con)
     con.execute(VIEWS)
