@@ -191,8 +191,21 @@ _VALID_AT = (
 
 def _as_text(column: str, alias: str) -> str:
     if column in LIST_COLUMNS:
-        return f"array_to_string({alias}.{column}, ',')"
+        return f"""array_to_string(from_json({alias}.{column}, '["VARCHAR"]'), ',')"""
     return f"CAST({alias}.{column} AS VARCHAR)"
+
+
+def _differs(column: str) -> str:
+    """Whether version `c`'s value differs from `p`'s, read from the stored table: a list
+    is JSON text there, parsed only when the texts differ (equal lists written by two
+    writers may be spelled differently)."""
+    test = f"c.{column} IS DISTINCT FROM p.{column}"
+    if column in LIST_COLUMNS:
+        test += (
+            f""" AND from_json(c.{column}, '["VARCHAR"]')"""
+            f""" IS DISTINCT FROM from_json(p.{column}, '["VARCHAR"]')"""
+        )
+    return test
 
 
 def _field_changes() -> str:
@@ -205,9 +218,9 @@ def _field_changes() -> str:
             f"SELECT c.valid_from AS changed_at, c.source, c.model_id, 'changed' AS kind, "
             f"3 AS kind_order, '{column}' AS field, {_as_text(column, 'p')} AS old_value, "
             f"{_as_text(column, 'c')} AS new_value, {old_num} AS old_number, "
-            f"{new_num} AS new_number FROM pairs c JOIN model_versions p "
+            f"{new_num} AS new_number FROM pairs c JOIN model_versions_stored p "
             f"ON p.source = c.source AND p.model_id = c.model_id AND p.valid_from = c.prev_from "
-            f"WHERE c.{column} IS DISTINCT FROM p.{column}"
+            f"WHERE {_differs(column)}"
         )
     return "\nUNION ALL ".join(parts)
 
@@ -265,7 +278,7 @@ CREATE OR REPLACE VIEW model_changes AS
                lag(valid_from) OVER w AS prev_from,
                lag(valid_to) OVER w AS prev_to,
                lead(valid_from) OVER w AS next_from
-        FROM model_versions
+        FROM model_versions_stored  -- lists as JSON text: parsed only where they changed
         WINDOW w AS (PARTITION BY source, model_id ORDER BY valid_from)
     ),
     events AS (
