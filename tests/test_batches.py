@@ -174,3 +174,29 @@ def _failing(store: Store, real_batch):
         store._con = raise_on_commit
 
     return batch()
+
+
+def test_the_collector_leaves_old_objects_alone_only_while_ingesting(bundled):
+    """`gc.freeze` spares a replay the collector's walks over every imported library's
+    objects; it must end with the work, whatever happens, and nest."""
+    import gc
+
+    from pipeline.ingest import in_batches
+
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+
+    def one(entry):
+        at, body = entry
+        seen.append(gc.get_freeze_count())
+        if len(seen) == 3:
+            raise StoreError("the disk said no")  # stops the run, as a refused COMMIT does
+        return ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+
+    with Store.open(":memory:") as store:
+        ingest(store, bundled[0][1], source="aihubmix", fetched_at=bundled[0][0])
+        assert gc.get_freeze_count() == 0  # a single ingest hands them back too
+        with pytest.raises(StoreError):
+            in_batches(store, bundled[1:], one, lambda entry, result: None)
+    assert len(seen) == 3 and all(count > 0 for count in seen)
+    assert gc.get_freeze_count() == 0
