@@ -104,6 +104,8 @@ class SourceState:
     newest: datetime | None  # newest fetch time of any outcome
     current: dict[str, str]  # open versions: model_id -> row_hash
     order_hash: str | None  # order of the newest applied snapshot
+    # every id the source has listed (read when first asked): is an id new, or returning?
+    listed: set[str] | None = None
 
 
 class Store(Reads, AlertBook):
@@ -291,9 +293,6 @@ class Store(Reads, AlertBook):
             self._kinds[source] = kind
         return self._kinds[source]
 
-    def _pending_seen(self, source: str, ids: list[str]) -> set[str]:
-        return self._pending.seen(source, ids) if self._pending is not None else set()
-
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
@@ -335,6 +334,21 @@ class Store(Reads, AlertBook):
         """`body` will most likely be archived as a delta against `base`: start it now,
         so it overlaps the parse (see `RawArchive.prepare`)."""
         self._archive.prepare(body, digest, base)
+
+    def seen_before(self, source: str, ids: list[str]) -> set[str]:
+        """Which of `ids` `source` has ever listed: read once, then kept with the source's
+        state (a query each time took 1.5 ms of a LiteLLM snapshot)."""
+        state = self.source_state(source)
+        if state.listed is None:
+            stored = self._rows(
+                "SELECT DISTINCT model_id FROM model_versions_stored WHERE source = ?",
+                [source],
+                flush=False,
+            )
+            pending = self._pending.rows if self._pending is not None else []
+            state.listed = {r[0] for r in stored}
+            state.listed |= {r["model_id"] for r in pending if r["source"] == source}
+        return {m for m in ids if m in state.listed}
 
     def is_current_body(self, source: str, body: bytes) -> bool:
         """Whether `body` is byte for byte the catalog in force (the common poll):
@@ -472,6 +486,8 @@ class Store(Reads, AlertBook):
             if w.changes is not None:
                 state.current = w.changes.current
                 state.order_hash = w.changes.order_hash
+                if state.listed is not None:
+                    state.listed.update(record["model_id"] for record, _ in w.changes.fresh)
         return result
 
     def record_attempt(

@@ -299,11 +299,6 @@ class PendingVersions:
                 }
             )
 
-    def seen(self, source: str, ids: list[str]) -> set[str]:
-        """Which of `ids` opened a version in this batch (the versions it closes were
-        stored before it: the store knows them)."""
-        return {r["model_id"] for r in self.rows if r["source"] == source} & set(ids)
-
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.closings:
             closing = pl.DataFrame(

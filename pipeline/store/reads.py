@@ -43,10 +43,6 @@ class Reads:
     ) -> list[Any]:
         raise NotImplementedError
 
-    def _pending_seen(self, source: str, ids: list[str]) -> set[str]:
-        """Which of `ids` opened a version in the batch being written (not yet flushed)."""
-        return set()
-
     def _scalar(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
         rows = self._rows(sql, params)
         return rows[0][0] if rows else None
@@ -157,23 +153,6 @@ class Reads:
                 {"source": source},
             )
         ]
-
-    def seen_before(self, source: str, ids: list[str]) -> set[str]:
-        """Which of `ids` `source` has ever listed (a batch's pending versions included,
-        without writing them first: they only add to what is stored)."""
-        seen = self._pending_seen(source, ids)
-        rest = [m for m in ids if m not in seen]
-        if rest:
-            seen |= {
-                r[0]
-                for r in self._rows(
-                    "SELECT DISTINCT model_id FROM model_versions WHERE source = ? "
-                    "AND list_contains(?, model_id)",
-                    [source, rest],
-                    flush=False,
-                )
-            }
-        return seen
 
     def versions(self, source: str, model_id: str) -> pl.DataFrame:
         """One row per version of a model: prices and limits, valid_from/valid_to."""
