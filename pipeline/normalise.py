@@ -26,6 +26,7 @@ from schemas.record import (
     frame_from_rows,
     row_hash,
 )
+from schemas.rules import row_ok, verdict_key
 
 # upstream field -> record column, for fields that are not prices
 _UPSTREAM = {
@@ -222,7 +223,6 @@ def normalise_items(
     before under the same id reuses its record, its digest and its verdict (valid, or the
     reasons it is not), so only new and changed items are normalised and validated.
     """
-    from schemas.catalog import failure_reasons, row_ok, verdict_key  # pandera: if ingesting
 
     cache = cache or {}
     rows: list[dict[str, Any]] = []
@@ -247,7 +247,9 @@ def normalise_items(
     flagged = [i for i in fresh if not row_ok(rows[i])]  # the row rules, in Python
     keys = {i: verdict_key(rows[i]) for i in flagged}
     unknown = [i for i in flagged if keys[i] not in _VERDICTS]
-    if unknown:  # their reasons, from the pandera schema (~20 ms a call)
+    if unknown:  # their reasons, from the pandera schema (~20 ms a call; imported if needed)
+        from schemas.catalog import failure_reasons
+
         found: dict[int, list[str]] = {i: [] for i in unknown}
         for index, reason in failure_reasons(frame_from_rows([rows[i] for i in unknown])):
             found[unknown[index]].append(reason)

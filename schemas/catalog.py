@@ -14,10 +14,8 @@ import pandera.polars as pa
 import polars as pl
 
 from schemas.record import COUNT_COLUMNS, FIELDS, PRICE_COLUMNS
+from schemas.rules import NOT_NULL as _NOT_NULL
 
-_NOT_NULL = frozenset(
-    {"source", "model_id", "description", "types", "features", "input_modalities", "position"}
-)
 _CHECKS: dict[str, list[pa.Check]] = {
     "model_id": [pa.Check.str_length(min_value=1, error="model_id is empty")],
     **{c: [pa.Check.gt(0, error=f"{c} must be positive")] for c in COUNT_COLUMNS},
@@ -42,34 +40,6 @@ _ROW_OK = pl.all_horizontal(
 )
 
 _DTYPES = {f.name: f.dtype for f in FIELDS}
-# what the row rules read: a flagged row's reasons are a function of these values alone
-# (of the other not-null columns, only whether they are null)
-_VALUED = ("model_id", *COUNT_COLUMNS, *PRICE_COLUMNS)
-_NULL_ONLY = tuple(sorted(_NOT_NULL - set(_VALUED)))
-
-
-def verdict_key(row: dict[str, object]) -> tuple[object, ...]:
-    """What `failure_reasons` reads of one record: equal keys, equal reasons."""
-    return (*(row.get(c) for c in _VALUED), *(row.get(c) is None for c in _NULL_ONLY))
-
-
-_NOT_NULL_COLUMNS = tuple(sorted(_NOT_NULL))
-
-
-def row_ok(row: dict[str, object]) -> bool:
-    """`_ROW_OK` for one record dict, in plain Python: a poll's few new rows are screened
-    in microseconds, where a frame costs ~3 ms (a property test keeps the two equal)."""
-    if any(row.get(c) is None for c in _NOT_NULL_COLUMNS) or not row["model_id"]:
-        return False
-    for column in COUNT_COLUMNS:
-        value = row.get(column)
-        if value is not None and not value > 0:  # type: ignore[operator]
-            return False
-    for column in PRICE_COLUMNS:
-        value = row.get(column)
-        if value is not None and not value >= 0:  # type: ignore[operator]
-            return False
-    return True
 
 
 def failure_reasons(frame: pl.DataFrame) -> Iterator[tuple[int, str]]:

@@ -227,8 +227,9 @@ _maybe_price = st.one_of(
 def test_the_python_row_screen_is_the_polars_one(model_id, description, counts, prices, types):
     """`row_ok` (a poll's new rows) and `_ROW_OK` (a frame of them, before pandera) agree
     on every row: a row the Python screen passes is one pandera would pass."""
-    from schemas.catalog import _ROW_OK, row_ok
+    from schemas.catalog import _ROW_OK
     from schemas.record import COUNT_COLUMNS, PRICE_COLUMNS, frame_from_rows
+    from schemas.rules import row_ok
 
     row = {
         "source": "s",
@@ -243,3 +244,51 @@ def test_the_python_row_screen_is_the_polars_one(model_id, description, counts, 
         **dict(zip(PRICE_COLUMNS, prices, strict=True)),
     }
     assert row_ok(row) == frame_from_rows([row]).select(_ROW_OK).item()
+
+
+_row = st.fixed_dictionaries(
+    {
+        "model_id": st.one_of(st.sampled_from(["m", "", None]), st.text(max_size=3)),
+        "description": st.sampled_from(["d", "", None]),
+        "counts": st.tuples(_maybe_count, _maybe_count),
+        "prices": st.tuples(
+            _maybe_price,
+            _maybe_price,
+            st.sampled_from([None, -1.0, float("nan"), 2.0]),
+            _maybe_price,
+        ),
+        "types": st.sampled_from([["llm"], [], None]),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_row, min_size=2, max_size=6))
+def test_rows_with_one_verdict_key_get_the_same_reasons_from_pandera(drawn):
+    """Pandera is asked once per way of failing (`verdict_key`): two rows with the same
+    key must get the same reasons from it, whatever else they hold."""
+    from schemas.catalog import failure_reasons
+    from schemas.record import COUNT_COLUMNS, PRICE_COLUMNS, frame_from_rows
+    from schemas.rules import verdict_key
+
+    rows = [
+        {
+            "source": "s",
+            "model_id": d["model_id"],
+            "description": d["description"],
+            "types": d["types"],
+            "features": [],
+            "input_modalities": [],
+            "position": 0,
+            "extra": None,
+            **dict(zip(COUNT_COLUMNS, d["counts"], strict=True)),
+            **dict(zip(PRICE_COLUMNS, d["prices"], strict=True)),
+        }
+        for d in drawn
+    ]
+    reasons: dict[int, list[str]] = {i: [] for i in range(len(rows))}
+    for index, reason in failure_reasons(frame_from_rows(rows)):
+        reasons[index].append(reason)
+    by_key: dict[tuple, list[str]] = {}
+    for i, row in enumerate(rows):
+        assert by_key.setdefault(verdict_key(row), sorted(reasons[i])) == sorted(reasons[i])
