@@ -45,11 +45,11 @@ from pipeline.sources import SourceSpec, get_source
 from pipeline.sources._common import ItemMemo
 from pipeline.store import (
     FetchMeta,
+    Order,
     SnapshotWrite,
     Store,
     VersionChanges,
     content_hash,
-    order_hash,
 )
 from pipeline.store.locking import db_lock
 from pipeline.store.spool import Spool, SpoolEntry
@@ -528,7 +528,8 @@ def ingest(
         seen_before = store.seen_before(source, appeared)
         result.returned = sorted(m for m in appeared if m in seen_before)
         result.added = sorted(m for m in appeared if m not in seen_before)
-    snapshot_order = order_hash(source, ids, positions)
+    order = Order.of(source, ids, positions)
+    snapshot_order = order.digest
     result.catalog_hash = catalog_digest(new_hashes, snapshot_order)
 
     # 3. held: an outage must not erase the catalog, unless the upstream keeps meaning it
@@ -567,8 +568,7 @@ def ingest(
         closing=sorted(set(result.changed) | set(result.removed)),
         fresh=[(r, h) for r, h in zip(rows, norm.hashes, strict=True) if r["model_id"] in touched],
         ids=ids,
-        positions=positions,
-        order_hash=snapshot_order,
+        order=order,
         order_is_new=snapshot_order != state.order_hash,
         current=new_hashes,
     )

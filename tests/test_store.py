@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import BadInput, StoreError, StoreLocked
@@ -383,3 +385,29 @@ def test_closed_versions_drop_their_digest_and_rewind_gives_it_back(store, bundl
         assert result.outcome != Outcome.FAILED
     again = store.execute("SELECT * EXCLUDE (fetch_id) FROM model_versions ORDER BY ALL")
     assert again == clean
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    source=st.text(max_size=8),
+    ids=st.lists(st.text(max_size=12), max_size=8),
+    gaps=st.lists(st.integers(min_value=0, max_value=3), max_size=8),
+)
+def test_an_order_digest_is_the_one_stores_already_hold(source, ids, gaps):
+    """`Order.of` builds the digest's text from the JSON it stores; it must be the digest
+    of json.dumps([source, ids, positions]) that every existing store's orders carry."""
+    import hashlib
+
+    from pipeline.store import Order
+
+    positions, at = [], 0
+    for i in range(len(ids)):
+        at += gaps[i] if i < len(gaps) else 0
+        positions.append(at)
+        at += 1
+    canon = json.dumps([source, ids, positions], ensure_ascii=False, separators=(",", ":"))
+    order = Order.of(source, ids, positions)
+    assert order.digest == hashlib.blake2b(canon.encode(), digest_size=16).hexdigest()
+    assert json.loads(order.ids) == ids
+    assert order.positions is None or json.loads(order.positions) == positions
+    assert (order.positions is None) == (positions == list(range(len(ids))))

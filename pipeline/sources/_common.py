@@ -159,12 +159,13 @@ def convert_all(
     walking into an entry (`args[-1]`) equal to one of the last body's: those were
     walked before. A body that fails the check leaves the memo as it was."""
     if memo is None:
-        listed = list(entries)
+        every = list(entries)
         if doc is not None:
             check_depth(doc)
-        return [convert(*args) for _, args in listed]
+        return [convert(*args) for _, args in every]
     last = memo.entries
-    kept: dict[Any, tuple[Any, Any]] = {}
+    keys: list[Any] = []
+    listed: list[tuple[Any, ...]] = []
     items: list[Any] = []
     missed: list[int] = []  # positions of entries converted now
     walked: set[int] = set()  # ids of entries equal to the last body's: walked before
@@ -175,13 +176,15 @@ def convert_all(
             walked.add(id(args[-1]))
         else:
             missed.append(len(items))
-            items.append(args)
-        kept[key] = (args, len(items) - 1)
+            items.append(None)
+        keys.append(key)
+        listed.append(args)
     if doc is not None:
         check_depth(doc, walked)
     for i in missed:
-        items[i] = convert(*items[i])
-    memo.keep({key: (args, items[i]) for key, (args, i) in kept.items()})
+        items[i] = convert(*listed[i])
+    # a key listed twice keeps its last entry
+    memo.keep(dict(zip(keys, zip(listed, items, strict=True), strict=True)))
     return items
 
 

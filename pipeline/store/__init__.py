@@ -32,13 +32,13 @@ from pipeline.store.alerts import AlertBook
 from pipeline.store.archive import RawArchive, content_hash
 from pipeline.store.history import (
     FetchMeta,
+    Order,
     PendingRows,
     PendingVersions,
     SnapshotWrite,
     VersionChanges,
     apply_changes,
     log_fetch,
-    order_hash,
     store_quarantine,
 )
 from pipeline.store.reads import Reads
@@ -79,7 +79,7 @@ __all__ = [
     "compact",
     "VersionChanges",
     "content_hash",
-    "order_hash",
+    "Order",
     "writer_waiting",
 ]
 
@@ -455,7 +455,7 @@ class Store(Reads, AlertBook):
                         first_time,
                         self._pending_rows,
                     )
-                order = w.changes.order_hash if w.changes is not None else None
+                order = w.changes.order.digest if w.changes is not None else None
                 result.fetch_id = log_fetch(self._con, result, w.meta, order, self._pending_rows)
                 if w.kind is not None and self.source_kind(source) is None:
                     self._rows("INSERT INTO source_kinds VALUES (?, ?)", [source, w.kind])
@@ -485,7 +485,7 @@ class Store(Reads, AlertBook):
                 state.last_accepted = result.content_hash
             if w.changes is not None:
                 state.current = w.changes.current
-                state.order_hash = w.changes.order_hash
+                state.order_hash = w.changes.order.digest
                 if state.listed is not None:
                     state.listed.update(record["model_id"] for record, _ in w.changes.fresh)
         return result
