@@ -35,6 +35,7 @@ from bench.synthetic import START, catalog_history
 from pipeline import query
 from pipeline.ingest import ingest
 from pipeline.store import Store
+from pipeline.store.schema import DDL_HASH
 from schemas.record import SCHEMA
 
 BUILD_VERSION = 1  # bump when the recipe below changes: cached stores are then rebuilt
@@ -55,7 +56,9 @@ HEADLINE = "llm+tools, by price desc"
 # -- building the year -------------------------------------------------------------------
 def _paths(workdir: Path, c: dict[str, Any]) -> tuple[Path, Path, Path]:
     key = f"{c['models']}m-{c['days']}d-{c['polls_per_day']}p-{c['changes_per_day']}c-s{c['seed']}"
-    key = f"query-{key}-v{BUILD_VERSION}"
+    # the store's layout too: a cached store made by an older schema would be migrated,
+    # not rebuilt, and measure another layout
+    key = f"query-{key}-v{BUILD_VERSION}-{DDL_HASH}"
     return workdir / f"{key}.duckdb", workdir / f"{key}-naive.duckdb", workdir / f"{key}.json"
 
 
