@@ -200,3 +200,25 @@ def test_the_collector_leaves_old_objects_alone_only_while_ingesting(bundled):
             in_batches(store, bundled[1:], one, lambda entry, result: None)
     assert len(seen) == 3 and all(count > 0 for count in seen)
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM current_models",
+        "SELECT count(*) FROM snapshot_models",
+        "SELECT count(*) FROM models_as_of(TIMESTAMP '9999-12-31')",
+        "SELECT count(*) FROM model_compare",
+        "SELECT count(*) FROM snapshots",
+        "SELECT count(*) FROM model_changes",
+    ],
+)
+def test_a_query_inside_a_batch_sees_what_the_batch_wrote(bundled, sql):
+    """What a batch holds back is written before any query that may read it: every view
+    answers inside the batch as it does after it."""
+    with Store.open(":memory:") as store:
+        with store.batch():
+            for at, body in bundled[:6]:
+                ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+            inside = store.execute(sql)
+        assert inside == store.execute(sql)

@@ -31,6 +31,7 @@ from pipeline.outcome import ACCEPTED, IngestResult, Outcome
 from pipeline.store.alerts import AlertBook
 from pipeline.store.archive import RawArchive, content_hash
 from pipeline.store.history import (
+    BATCH_READERS,
     FetchMeta,
     Order,
     PendingRows,
@@ -272,15 +273,15 @@ class Store(Reads, AlertBook):
 
     def _flush(self, sql: str | None = None) -> None:
         """Write what a batch holds back, if `sql` (None: any) may read it."""
+        if sql is not None and not any(t in sql for t in BATCH_READERS):
+            return
         try:
-            if self._archive.holding and (sql is None or "raw_payloads" in sql):
+            if self._archive.holding:
                 self._archive.write_held()
-            rows = self._pending_rows
-            if rows and (sql is None or any(t in sql for t in PendingRows.READERS)):
-                rows.flush(self._con)
-            pending = self._pending
-            if pending and (sql is None or any(t in sql for t in PendingVersions.READERS)):
-                pending.flush(self._con)
+            if self._pending_rows:
+                self._pending_rows.flush(self._con)
+            if self._pending:
+                self._pending.flush(self._con)
         except duckdb.Error as exc:
             raise self._failure(exc) from exc
 

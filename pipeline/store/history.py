@@ -237,13 +237,27 @@ def store_quarantine(
     _insert_columns(con, "quarantine", _QUARANTINE_COLUMNS, quarantined)
 
 
+# the names of every table and view that reads what a batch holds back: a query naming
+# one of them has the batch's rows written first (`Store._flush`)
+BATCH_READERS = (
+    "fetch_log",
+    "snapshot",  # snapshots, snapshot_models
+    "quarantine",
+    "orders",
+    "raw_payloads",
+    "model_versions",  # and model_versions_stored
+    "model_changes",
+    "price_changes",
+    "as_of",  # catalog_as_of, models_as_of, model_compare_as_of
+    "compare",
+    "current_models",
+)
+
+
 class PendingRows:
     """A batch's fetch-log rows, quarantined rows and new orders, written by one INSERT
     each when the batch ends (or before anything reads those tables). Fetch ids are
     taken from the sequence as the fetches are logged, so they keep their order."""
-
-    # tables and views that read what waits here (the views of `fetch_log` included)
-    READERS = ("fetch_log", "snapshot", "quarantine", "orders", "as_of", "current_models")
 
     def __init__(self) -> None:
         self.log: list[list[Any]] = []
@@ -281,7 +295,6 @@ class PendingVersions:
     written once with both ends, the versions open before it are closed by one UPDATE."""
 
     # tables and views whose answer depends on model_versions
-    READERS = ("model_versions", "model_changes", "price_changes", "catalog_as_of", "compare")
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
