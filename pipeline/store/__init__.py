@@ -405,21 +405,13 @@ class Store(Reads, AlertBook):
         )
         if reopened.is_empty():
             return
-        hashes = pl.DataFrame(
-            {
-                "model_id": reopened["model_id"],
-                "row_hash": [row_hash(r) for r in reopened.drop("model_id").iter_rows(named=True)],
-            }
+        digests = [row_hash(r) for r in reopened.drop("model_id").iter_rows(named=True)]
+        self._rows(
+            "UPDATE model_versions_stored v SET row_hash = h.row_hash FROM (SELECT "
+            "unnest($ids::VARCHAR[]) AS model_id, unnest($digests::VARCHAR[]) AS row_hash) h "
+            "WHERE v.source = $s AND v.model_id = h.model_id AND v.valid_to IS NULL",
+            {"s": source, "ids": reopened["model_id"].to_list(), "digests": digests},
         )
-        self._con.register("_rehashed", hashes)
-        try:
-            self._rows(
-                "UPDATE model_versions_stored v SET row_hash = h.row_hash FROM _rehashed h "
-                "WHERE v.source = $s AND v.model_id = h.model_id AND v.valid_to IS NULL",
-                {"s": source},
-            )
-        finally:
-            self._con.unregister("_rehashed")
 
     def mark_private(self, source: str, since: datetime) -> None:
         """`source` was fetched with a bearer token: its catalog is private from now on."""

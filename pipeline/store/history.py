@@ -10,31 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import duckdb
-import polars as pl
 
 from pipeline.outcome import IngestResult
-from pipeline.store.schema import VERSION_COLUMNS
-from schemas.record import FIELDS, LIST_COLUMNS, arrow_type
-
-
-@cache
-def _arrow_types() -> dict[str, Any]:
-    """The Arrow type of each inserted column (pyarrow is imported by writers only)."""
-    import pyarrow as pa
-
-    return {
-        **{f.name: arrow_type(f.dtype) for f in FIELDS},
-        **{c: pa.string() for c in LIST_COLUMNS},  # stored as JSON text
-        "valid_from": pa.timestamp("us"),
-        "valid_to": pa.timestamp("us"),
-        "row_hash": pa.string(),
-        "fetch_id": pa.int64(),
-    }
-
+from pipeline.store.schema import STORED_VERSION_COLUMNS
+from schemas.record import LIST_COLUMNS
 
 _ORDER_COLUMNS = (
     ("order_hash", "VARCHAR"),
@@ -327,26 +309,17 @@ class PendingVersions:
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.closings:
-            closing = pl.DataFrame(
-                [(s, m, at) for (s, m), at in self.closings.items()],
-                schema={"source": pl.String, "model_id": pl.String, "valid_to": pl.Datetime("us")},
-                orient="row",
+            (sources, ids), ends = zip(*self.closings, strict=True), self.closings.values()
+            con.execute(
+                "UPDATE model_versions_stored v SET valid_to = c.valid_to, row_hash = NULL "
+                "FROM (SELECT unnest(?::VARCHAR[]) AS source, unnest(?::VARCHAR[]) AS model_id,"
+                " unnest(?::TIMESTAMP[]) AS valid_to) c WHERE v.source = c.source "
+                "AND v.model_id = c.model_id AND v.valid_to IS NULL",
+                [list(sources), list(ids), list(ends)],
             )
-            con.register("_closing", closing)
-            try:
-                con.execute(
-                    "UPDATE model_versions_stored v SET valid_to = c.valid_to, row_hash = NULL "
-                    "FROM _closing c WHERE v.source = c.source "
-                    "AND v.model_id = c.model_id AND v.valid_to IS NULL"
-                )
-            finally:
-                con.unregister("_closing")
         if self.rows:
             _insert_versions(con, self.rows)
         self.rows, self.open, self.closings = [], {}, {}
-
-
-_INSERTED = (*VERSION_COLUMNS, "valid_from", "valid_to", "row_hash", "fetch_id")
 
 
 _LIST_TEXTS: dict[tuple[str, ...], str] = {}  # a list column's few distinct values, as JSON
@@ -365,23 +338,17 @@ def _list_json(values: list[str]) -> str:
 
 
 def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    """New versions as one Arrow table, typed column by column (no type guessing, no
-    polars in between): 1.7 ms for a poll's ten rows, where a VALUES list with casts
-    took 3.5 ms and `executemany` 9 ms."""
-    import pyarrow as pa
-
-    def column(name: str) -> list[Any]:
-        if name in LIST_COLUMNS:  # `model_versions` reads the JSON text back as lists
-            return [_list_json(r[name]) for r in rows]
-        return [r[name] for r in rows]
-
-    table = pa.table({c: pa.array(column(c), type=_arrow_types()[c]) for c in _INSERTED})
-    con.register("_new_rows", table)
-    try:
-        cols = ", ".join(_INSERTED)
-        con.execute(f"INSERT INTO model_versions_stored ({cols}) SELECT {cols} FROM _new_rows")
-    finally:
-        con.unregister("_new_rows")
+    """New versions in one statement (`_insert_columns`); list columns as JSON text,
+    which `model_versions` reads back as lists."""
+    _insert_columns(
+        con,
+        "model_versions_stored",
+        STORED_VERSION_COLUMNS,
+        [
+            [_list_json(r[c]) if c in LIST_COLUMNS else r[c] for c, _ in STORED_VERSION_COLUMNS]
+            for r in rows
+        ],
+    )
 
 
 def apply_changes(

@@ -56,11 +56,21 @@ def _compression(column: str) -> str:
     return " USING COMPRESSION zstd" if column in ZSTD_COLUMNS else ""
 
 
-# `model_versions` is a view of the table `model_versions_stored`, which keeps a list column as JSON
-# text: in 16 KiB blocks DuckDB stores a list's offsets as 8 uncompressed bytes a row
+# `model_versions` is a view of the table `model_versions_stored`, which keeps a list
+# column as JSON text: in 16 KiB blocks DuckDB stores a list's offsets as 8 uncompressed bytes a row
 # (OpenRouter: 3 x 120 KiB), where a few distinct JSON texts take a dictionary's few bytes.
 def _stored(f: Field) -> str:
     return "VARCHAR" if f.name in LIST_COLUMNS else f.sql
+
+
+# the stored table's columns and their types, as its writer inserts them
+STORED_VERSION_COLUMNS: tuple[tuple[str, str], ...] = (
+    *((f.name, _stored(f)) for f in _VERSION_COLS),
+    ("valid_from", "TIMESTAMP"),
+    ("valid_to", "TIMESTAMP"),
+    ("row_hash", "VARCHAR"),
+    ("fetch_id", "INTEGER"),
+)
 
 
 def _as_listed(column: str) -> str:
