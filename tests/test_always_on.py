@@ -13,13 +13,7 @@ from pipeline.ingest import ingest
 from pipeline.serve import create_app
 from pipeline.store import Store, writer_waiting
 from tests.test_serve import _asgi
-
-HOLDER = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])        # a writer (a replay, a notebook) holds the file
-print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
-"""
+from tests.upstream import held, hold
 
 
 @pytest.fixture
@@ -36,11 +30,7 @@ def test_bodies_already_served_stay_servable_while_another_process_holds_the_sto
     urls = ["/api/v1/models", "/api/v1/models?type=llm&sort_by=model_ratio", "/v1/models"]
     first = {u: client.get(u) for u in urls}
     assert all(r.status_code == 200 for r in first.values())
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(served), "30"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with held(served):
         (served.parent / "served.duckdb.wal").touch()  # the holder's writes change the file
         for url, before in first.items():
             again = client.get(url)
@@ -51,9 +41,6 @@ def test_bodies_already_served_stay_servable_while_another_process_holds_the_sto
             assert cached.status_code == 304
         never = client.get("/api/v1/models?model=claude")
         assert never.status_code == 503 and never.headers["retry-after"]
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
     assert client.get("/api/v1/models?model=claude").status_code == 200  # free again
 
 
@@ -70,11 +57,7 @@ def test_a_waiting_writer_keeps_new_readers_away(served):
 def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
     from pipeline.errors import StoreLocked
 
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(served), "30"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with held(served):
         outcome = []
 
         def write():
@@ -91,9 +74,6 @@ def test_a_writer_marks_that_it_waits_and_clears_the_mark(served):
             time.sleep(0.05)
         writer.join()
         assert seen and outcome  # it said it waited, then gave up with StoreLocked
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
     assert not writer_waiting(served)
 
 
@@ -121,12 +101,7 @@ def test_up_runs_the_schedule_and_the_api_in_one_process_and_loses_nothing(
             _wait_for(lambda: db.exists() and len(upstream.requests) >= 2)
             assert httpx.get(base + "/api/v1/models", timeout=10).status_code == 200
             for cycle in range(cycles):
-                holder = subprocess.Popen(
-                    [sys.executable, "-c", HOLDER, str(db), "8"],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                assert holder.stdout.readline().strip() == "holding"
+                holder = hold(db, 8)
                 upstream.body = bundled[1 + 2 * cycle][1]  # published while the store is held
                 seen = len(upstream.requests)
                 _wait_for(lambda s=seen: len(upstream.requests) >= s + 1)

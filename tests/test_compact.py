@@ -5,6 +5,7 @@ import duckdb
 from pipeline.ingest import ingest
 from pipeline.store import Store
 from tests.conftest import run_cli
+from tests.upstream import held
 
 TABLES = ("fetch_log", "raw_payloads", "model_versions", "orders", "snapshots", "quarantine")
 
@@ -49,29 +50,11 @@ def test_compact_rewrites_an_old_file_and_keeps_every_row(tmp_path, bundled):
 
 
 def test_compact_refuses_a_store_another_process_holds(tmp_path, bundled):
-    import subprocess
-    import sys
-
     db = tmp_path / "held.duckdb"
     with Store.open(db) as store:
         ingest(store, bundled[0][1], source="aihubmix", fetched_at=bundled[0][0])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time, duckdb; c = duckdb.connect(sys.argv[1]);"
-            " print('holding', flush=True); time.sleep(30)",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with held(db):
         done = run_cli("compact", "--db", str(db), "--wait", "1", child=True)
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
     assert done.returncode == 1 and "in use by another process" in done.stderr
     assert everything(db)["fetch_log"]
 

@@ -26,8 +26,8 @@ from pipeline.store import Store
 from pipeline.timeutil import iso
 from schemas.record import PRICE_COLUMNS
 from tests.conftest import DATA, ROOT
-from tests.test_always_on import HOLDER
 from tests.test_serve import _asgi
+from tests.upstream import held
 
 HTML = "text/html; charset=utf-8"
 PUBLIC = "public, max-age=300, stale-while-revalidate=300"
@@ -542,11 +542,7 @@ def test_a_page_already_served_is_served_while_another_process_holds_the_store(t
     urls = ["/", "/changes", "/models/" + bundled_model(bundled[0][1])]
     first = {u: client.get(u) for u in urls}
     assert all(r.status_code == 200 for r in first.values())
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db), "30"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "holding"
+    with held(db):
         (tmp_path / "served.duckdb.wal").touch()  # the holder's writes change the file
         for url, before in first.items():
             again = client.get(url)
@@ -555,9 +551,6 @@ def test_a_page_already_served_is_served_while_another_process_holds_the_store(t
         assert never.status_code == 503 and never.headers["retry-after"]
         assert never.headers["content-type"] == HTML
         assert Page(never.text).error == "the database is busy; try again shortly"
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
 
 
 def bundled_model(body: bytes) -> str:

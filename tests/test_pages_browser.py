@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from tests.test_pages import two_histories
-from tests.upstream import launch
+from tests.upstream import launch, wait_until_answering
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +42,7 @@ def served(tmp_path_factory, bundled) -> Iterator[str]:
     db = two_histories(folder / "catalog.duckdb", bundled)
     proc, base = launch("serve", "--port", "0", "--db", str(db), cwd=folder)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # announced once bound: the first connection may queue
-            try:
-                httpx.get(f"{base}/healthz", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "modelwatch serve never answered"
-                time.sleep(0.1)
+        wait_until_answering(base)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)

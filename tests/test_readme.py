@@ -17,15 +17,13 @@ import os
 import re
 import shlex
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import DATA, HISTORY, ROOT
-from tests.upstream import Upstream, launch
+from tests.upstream import Upstream, launch, wait_until_answering
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```(bash|cron)\n(.*?)```", README, re.S)
@@ -154,7 +152,7 @@ def test_every_readme_command_runs_as_written(project):
                     args = [*shlex.split(command.split("#")[0])[1:], "--port", "0"]
                     proc, base = launch(*args, cwd=project, env=env)
                     port = base.rsplit(":", 1)[1]
-                    _wait_until_listening(int(port))
+                    wait_until_answering(f"http://127.0.0.1:{port}")
                     if command.startswith("modelwatch up"):  # runs until stopped: start, stop
                         proc.terminate()
                         assert proc.wait(timeout=30) == 0
@@ -188,14 +186,3 @@ def test_every_readme_command_runs_as_written(project):
     assert (project / "report.html").exists() and any((project / "out").iterdir())
     assert len(ran) >= 30, ran
     assert all(why for _, why in skipped)
-
-
-def _wait_until_listening(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-            return
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "modelwatch serve never answered"
-            time.sleep(0.2)

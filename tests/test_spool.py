@@ -17,23 +17,7 @@ from pipeline.outcome import Outcome
 from pipeline.store import Store
 from pipeline.store.spool import Spool, SpoolEntry
 from tests.conftest import run_cli
-from tests.upstream import Upstream
-
-HOLDER = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])        # what an analyst's notebook does
-con.execute("SELECT count(*) FROM fetch_log").fetchall()
-print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
-"""
-
-
-def hold(db: Path, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout.readline().strip() == "holding"
-    return proc
+from tests.upstream import Upstream, hold
 
 
 @pytest.fixture

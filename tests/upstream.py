@@ -1,7 +1,9 @@
 """A scripted upstream catalog server on 127.0.0.1, for tests that need real HTTP.
 
 It serves `/api/v1/models` like AiHubMix: a quoted ETag, `Cache-Control` with max-age,
-and `304` for a matching `If-None-Match`. Tests set the body, or queue failures.
+and `304` for a matching `If-None-Match`. Tests set the body, or queue failures. Also
+here: starting the installed `modelwatch serve|up` (`launch`, `wait_until_answering`) and
+another process holding a store (`hold`, `held`).
 """
 
 from __future__ import annotations
@@ -9,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
+
+import httpx
 
 CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=300"
 
@@ -104,3 +111,46 @@ def launch(
         proc.wait()
         raise AssertionError(f"modelwatch {args[0]} announced no address: {line!r}")
     return proc, f"http://127.0.0.1:{found.group(1)}"
+
+
+def wait_until_answering(base: str, *, seconds: float = 30) -> None:
+    """Until `base`/healthz answers: a server announces its address once bound, but the
+    first connection may still queue."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=5)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"{base} never answered"
+            time.sleep(0.1)
+
+
+HOLDER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])        # a writer (a replay, a notebook) holds the file
+con.execute("SELECT count(*) FROM fetch_log").fetchall()
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold(db: Path, seconds: float = 30) -> subprocess.Popen[str]:
+    """Another process holding `db` (DuckDB lets one process open a file), from when this
+    returns until it is killed or `seconds` pass."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+@contextmanager
+def held(db: Path, seconds: float = 30) -> Iterator[subprocess.Popen[str]]:
+    """`hold(db)` for the block."""
+    proc = hold(db, seconds)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
