@@ -22,6 +22,16 @@ def printable(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _chart(frame: pl.DataFrame, title: str) -> Any:
+    """A chart of this report's size over `frame`, its text made printable (a NUL byte
+    in a chart's text aborts vl-convert), titled `title` (which may come from a catalog)."""
+    import altair as alt
+
+    return alt.Chart(
+        printable(frame), title=re.sub(CONTROL, "\ufffd", title), width=WIDTH, height=HEIGHT
+    )
+
+
 def _utc(field: str, title: str) -> Any:
     import altair as alt
 
@@ -37,12 +47,7 @@ def chart_price_steps(steps: pl.DataFrame) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(
-            printable(steps),
-            title="Input price of the most-changed models (USD per 1M)",
-            width=WIDTH,
-            height=HEIGHT,
-        )
+        _chart(steps, "Input price of the most-changed models (USD per 1M)")
         .mark_line(interpolate="step-after", point=True)
         .encode(
             _utc("valid_from", "valid from (UTC)"),
@@ -56,12 +61,7 @@ def chart_median_prices(medians: pl.DataFrame) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(
-            printable(medians),
-            title="Median input price per type (USD per 1M)",
-            width=WIDTH,
-            height=HEIGHT,
-        )
+        _chart(medians, "Median input price per type (USD per 1M)")
         .mark_line(interpolate="step-after")
         .encode(
             _utc("observed_at", "snapshot (UTC)"),
@@ -75,7 +75,7 @@ def chart_coverage(cover: pl.DataFrame, what: str) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(printable(cover), title=f"Models per {what}", width=WIDTH, height=HEIGHT)
+        _chart(cover, f"Models per {what}")
         .mark_line(interpolate="step-after")
         .encode(
             _utc("observed_at", "snapshot (UTC)"),
@@ -96,7 +96,7 @@ def chart_price_change_bars(prices: pl.DataFrame) -> Any:
         .head(30)
     )
     return (
-        alt.Chart(
+        alt.Chart(  # no fixed height: a bar per change
             printable(data),
             title="Largest price changes in the period (%, symlog scale)",
             width=WIDTH,
@@ -118,9 +118,7 @@ def chart_frontier(points: pl.DataFrame) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(
-            printable(points), title="Input price vs context length", width=WIDTH, height=HEIGHT
-        )
+        _chart(points, "Input price vs context length")
         .mark_point(filled=True)
         .encode(
             alt.X(
@@ -144,12 +142,7 @@ def chart_model_prices(steps: pl.DataFrame, title: str) -> Any:
     import altair as alt
 
     return (
-        alt.Chart(
-            printable(steps),
-            title=re.sub(CONTROL, "\ufffd", title),
-            width=WIDTH,
-            height=HEIGHT,
-        )
+        _chart(steps, title)
         .mark_line(interpolate="step-after", point=True)
         .encode(
             _utc("at", "valid from (UTC)"),
