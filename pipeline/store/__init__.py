@@ -34,8 +34,7 @@ from pipeline.store.history import (
     BATCH_READERS,
     FetchMeta,
     Order,
-    PendingRows,
-    PendingVersions,
+    PendingBatch,
     SnapshotWrite,
     VersionChanges,
     apply_changes,
@@ -119,8 +118,7 @@ class Store(Reads, AlertBook):
         self._archive = RawArchive(con)
         self._states: dict[str, SourceState] = {}
         self._depth = 0  # transaction nesting: only the outermost one commits
-        self._pending: PendingVersions | None = None  # a batch's type-2 changes (`batch`)
-        self._pending_rows: PendingRows | None = None  # and its log, quarantine, orders
+        self._pending: PendingBatch | None = None  # what a batch holds back (`batch`)
         self._kinds: dict[str, str] = {}  # source_kind() answers (a kind never changes)
         try:
             ensure_schema(con, path, read_only=read_only)
@@ -262,13 +260,13 @@ class Store(Reads, AlertBook):
             yield  # inside a larger unit: plain writes
             return
         with self.transaction():
-            self._pending, self._pending_rows = PendingVersions(), PendingRows()
+            self._pending = PendingBatch()
             self._archive.hold()
             try:
                 yield
                 self._flush()
             finally:
-                self._pending = self._pending_rows = None
+                self._pending = None
                 self._archive.release()
 
     def _flush(self, sql: str | None = None) -> None:
@@ -278,8 +276,6 @@ class Store(Reads, AlertBook):
         try:
             if self._archive.holding:
                 self._archive.write_held()
-            if self._pending_rows:
-                self._pending_rows.flush(self._con)
             if self._pending:
                 self._pending.flush(self._con)
         except duckdb.Error as exc:
@@ -346,7 +342,7 @@ class Store(Reads, AlertBook):
                 [source],
                 flush=False,
             )
-            pending = self._pending.rows if self._pending is not None else []
+            pending = self._pending.versions.rows if self._pending is not None else []
             state.listed = {r[0] for r in stored}
             state.listed |= {r["model_id"] for r in pending if r["source"] == source}
         return {m for m in ids if m in state.listed}
@@ -446,15 +442,15 @@ class Store(Reads, AlertBook):
                         result.content_hash,
                         w.quarantine,
                         first_time,
-                        self._pending_rows,
+                        self._pending,
                     )
                 order = w.changes.order.digest if w.changes is not None else None
-                result.fetch_id = log_fetch(self._con, result, w.meta, order, self._pending_rows)
+                result.fetch_id = log_fetch(self._con, result, w.meta, order, self._pending)
                 if w.kind is not None and self.source_kind(source) is None:
                     self._rows("INSERT INTO source_kinds VALUES (?, ?)", [source, w.kind])
                     self._kinds[source] = w.kind
                 if w.changes is not None:
-                    apply_changes(self._con, result, w.changes, self._pending, self._pending_rows)
+                    apply_changes(self._con, result, w.changes, self._pending)
         except Exception as exc:
             if isinstance(exc, ModelwatchError) or self.in_transaction:
                 raise  # inside a larger transaction: the caller's whole unit fails
@@ -492,7 +488,7 @@ class Store(Reads, AlertBook):
         with self.transaction():
             if body is not None and result.content_hash is not None:
                 self._archive.put(result.source, body, result.content_hash, result.fetched_at, None)
-            result.fetch_id = log_fetch(self._con, result, meta, None, self._pending_rows)
+            result.fetch_id = log_fetch(self._con, result, meta, None, self._pending)
         self._states.pop(result.source, None)
         return result
 

@@ -138,7 +138,7 @@ def log_fetch(
     result: IngestResult,
     meta: FetchMeta,
     order_hash: str | None = None,
-    pending: PendingRows | None = None,
+    pending: PendingBatch | None = None,
 ) -> int:
     """The fetch's log row; with `order_hash`, the fetch applied a catalog in that order
     (it is a snapshot: the `snapshots` view). In a batch (`pending`) the row waits for
@@ -197,7 +197,7 @@ def store_quarantine(
     digest: str,
     rows: list[Any],
     first_time: bool = False,
-    pending: PendingRows | None = None,
+    pending: PendingBatch | None = None,
 ) -> None:
     """Invalid rows with their reasons, once per distinct body (a body archived just now,
     `first_time`, has none stored yet). In a batch (`pending`) they wait for its flush,
@@ -236,19 +236,21 @@ BATCH_READERS = (
 )
 
 
-class PendingRows:
-    """A batch's fetch-log rows, quarantined rows and new orders, written by one INSERT
-    each when the batch ends (or before anything reads those tables). Fetch ids are
-    taken from the sequence as the fetches are logged, so they keep their order."""
+class PendingBatch:
+    """What a batch (`Store.batch`) holds back: its fetch-log rows, quarantined rows, new
+    orders and type-2 changes (`versions`), written by one statement each when the batch
+    ends, or before a query that may read them. Fetch ids are taken from the sequence
+    as the fetches are logged, so they keep their order."""
 
     def __init__(self) -> None:
+        self.versions = PendingVersions()
         self.log: list[list[Any]] = []
         self.quarantined: dict[str, list[list[Any]]] = {}  # content hash -> its rows
         self.orders: dict[str, list[Any]] = {}  # order hash -> its row
         self._ids: list[int] = []
 
     def __bool__(self) -> bool:
-        return bool(self.log or self.quarantined or self.orders)
+        return bool(self.log or self.quarantined or self.orders or self.versions)
 
     def fetch_id(self, con: duckdb.DuckDBPyConnection) -> int:
         if not self._ids:  # a batch's worth at a time; the ones left unused are a gap
@@ -269,6 +271,7 @@ class PendingRows:
         if self.orders:
             _insert_columns(con, "orders", _ORDER_COLUMNS, list(self.orders.values()), "order_hash")
         self.log, self.quarantined, self.orders = [], {}, {}
+        self.versions.flush(con)
 
 
 class PendingVersions:
@@ -355,14 +358,13 @@ def apply_changes(
     con: duckdb.DuckDBPyConnection,
     result: IngestResult,
     changes: VersionChanges,
-    pending: PendingVersions | None = None,
-    rows: PendingRows | None = None,
+    pending: PendingBatch | None = None,
 ) -> None:
     """Close the versions that end, open the fresh ones, record the snapshot's order.
-    In a batch (`pending`, `rows`), they are left to its flush."""
+    In a batch (`pending`), they are left to its flush."""
     source, at = result.source, result.fetched_at
     if pending is not None:
-        pending.add(result, changes)
+        pending.versions.add(result, changes)
     else:
         if changes.closing:
             con.execute(
@@ -388,8 +390,8 @@ def apply_changes(
     if changes.order_is_new:  # most changes keep the order
         order = changes.order
         row = [order.digest, source, order.ids, order.positions]
-        if rows is not None:
-            rows.orders.setdefault(order.digest, row)
+        if pending is not None:
+            pending.orders.setdefault(order.digest, row)
         else:
             # not ON CONFLICT: its upsert path costs twice this (1.1 vs 0.55 ms)
             con.execute(
