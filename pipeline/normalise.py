@@ -246,6 +246,8 @@ def normalise_items(
 
     flagged = [i for i in fresh if not row_ok(rows[i])]  # the row rules, in Python
     keys = {i: verdict_key(rows[i]) for i in flagged}
+    if len(_VERDICTS) > _VERDICTS_KEPT:  # before it is read: what it answers must stay
+        _VERDICTS.clear()
     unknown = [i for i in flagged if keys[i] not in _VERDICTS]
     if unknown:  # their reasons, from the pandera schema (~20 ms a call; imported if needed)
         from schemas.catalog import failure_reasons
@@ -253,8 +255,6 @@ def normalise_items(
         found: dict[int, list[str]] = {i: [] for i in unknown}
         for index, reason in failure_reasons(frame_from_rows([rows[i] for i in unknown])):
             found[unknown[index]].append(reason)
-        if len(_VERDICTS) > _VERDICTS_KEPT:
-            _VERDICTS.clear()
         _VERDICTS.update((keys[i], tuple(found[i])) for i in unknown)
     for i in flagged:
         own_reasons[i] = [*own_reasons[i], *_VERDICTS[keys[i]]]

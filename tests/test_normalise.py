@@ -292,3 +292,45 @@ def test_rows_with_one_verdict_key_get_the_same_reasons_from_pandera(drawn):
     by_key: dict[tuple, list[str]] = {}
     for i, row in enumerate(rows):
         assert by_key.setdefault(verdict_key(row), sorted(reasons[i])) == sorted(reasons[i])
+
+
+@pytest.mark.parametrize("source", ["openrouter", "litellm", "aihubmix"])
+def test_reasons_from_the_verdict_cache_are_pandera_s_on_real_histories(monkeypatch, source):
+    """Replaying the bundled histories with the verdict cache and without it (emptied at
+    every body: pandera asked for every flagged row) quarantines the same rows for the
+    same reasons. Emptying it must never lose an answer the body is about to read."""
+    import pipeline.normalise
+    from pipeline.ingest import payload_files, replay
+    from pipeline.store import Store
+    from tests.conftest import DATA, HISTORY
+
+    folder = HISTORY if source == "aihubmix" else DATA / source
+
+    def quarantine() -> list[tuple]:
+        with Store.open(":memory:") as store:
+            replay(store, payload_files(folder), source=source, accept_mass_removal=True)
+            return store.execute("SELECT * FROM quarantine ORDER BY ALL")
+
+    cached = quarantine()
+    monkeypatch.setattr(pipeline.normalise, "_VERDICTS_KEPT", -1)
+    asked = quarantine()
+    assert asked == cached
+    if source == "openrouter":
+        assert cached  # the bundled OpenRouter history has rows to quarantine
+
+
+def test_a_full_verdict_cache_is_emptied_without_losing_what_a_body_reads(monkeypatch):
+    """The cache is emptied when full; a body with one known and one new way of failing
+    must still get both reasons (emptying it between reading and using lost the known)."""
+    import pipeline.normalise
+
+    monkeypatch.setattr(pipeline.normalise, "_VERDICTS", {})
+    monkeypatch.setattr(pipeline.normalise, "_VERDICTS_KEPT", 0)
+    negative = {"model_id": "a", "pricing": {"input": -1, "output": 1}}
+    zero_context = {"model_id": "b", "pricing": {"input": 1, "output": 1}, "context_length": -5}
+    first = normalise_items([negative], source="s")
+    assert [q.reason for q in first.quarantine] == ["input_price must not be negative (got '-1.0')"]
+    both = normalise_items([dict(negative), zero_context], source="s")
+    assert [q.model_id for q in both.quarantine] == ["a", "b"]
+    assert both.quarantine[0].reason == first.quarantine[0].reason
+    assert "context_length" in both.quarantine[1].reason
