@@ -975,10 +975,25 @@ def compact(
 ) -> None:
     """Rewrite the store into a fresh file: free space returned, current storage settings
     (16 KiB blocks, zstd); checked table by table before it replaces the original."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from pipeline.store import compact as rewrite
 
     path = db_path(db)
-    before, after = rewrite(path, lock_timeout=wait)
+    with Progress(
+        TextColumn("compact: raw payloads re-encoded"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("compact", total=None)
+        before, after = rewrite(
+            path,
+            lock_timeout=wait,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     out.print(f"{path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB")
 
 

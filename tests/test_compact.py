@@ -11,8 +11,20 @@ TABLES = ("fetch_log", "raw_payloads", "model_versions", "orders", "snapshots", 
 
 
 def everything(path) -> dict[str, list]:
+    """Every row of every table, the raw archive as the bodies it gives back (compact
+    re-encodes their data)."""
     with Store.open(path, read_only=True) as store:
-        return {t: store.execute(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+        rows = {t: store.execute(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+        rows["raw_payloads"] = store.execute(
+            "SELECT * EXCLUDE (data) FROM raw_payloads ORDER BY ALL"
+        )
+        rows["bodies"] = [store.raw_payload(r[0]) for r in rows["raw_payloads"]]
+        return rows
+
+
+def archived(path) -> int:
+    with Store.open(path, read_only=True) as store:
+        return store.execute("SELECT sum(octet_length(data)) FROM raw_payloads")[0][0]
 
 
 def test_a_small_history_makes_a_small_file(tmp_path, bundled):
@@ -35,12 +47,13 @@ def test_compact_rewrites_an_old_file_and_keeps_every_row(tmp_path, bundled):
     with Store.open(old) as store:
         for at, body in bundled[:20]:
             ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
-    before, size = everything(old), old.stat().st_size
+    before, size, data = everything(old), old.stat().st_size, archived(old)
     done = run_cli("compact", "--db", str(old))
     assert done.returncode == 0, done.stderr
     assert f"{old}:" in done.stdout and "MB ->" in done.stdout
     assert everything(old) == before
     assert old.stat().st_size < size
+    assert archived(old) < data  # the bodies, re-encoded at zstd's level 19
     with Store.open(old) as store:  # still a working store: fetch ids go on
         last = store.execute("SELECT max(fetch_id) FROM fetch_log")[0][0]
         at, body = bundled[20]
@@ -248,3 +261,41 @@ def test_a_store_in_the_previous_release_layout_is_migrated_whole(tmp_path, bund
             ), store.execute("SELECT * FROM model_changes ORDER BY ALL")
 
     assert history(db) == history(fresh)
+
+
+def test_recompressing_the_archive_keeps_every_body_and_refuses_a_broken_chain():
+    import json
+
+    import pytest
+    import zstandard as zstd
+
+    from pipeline.errors import StoreError
+    from pipeline.store.archive import _delta, _undelta, _unpack, content_hash, recompressed
+
+    def body(n: int) -> bytes:
+        return json.dumps({"data": [{"id": f"m{i}", "price": i * n} for i in range(300)]}).encode()
+
+    a, b, c, d = body(1), body(2), body(3), body(4)
+    # a keyframe, two deltas against it (a branch) and one against a delta
+    rows = [
+        (content_hash(a), "zstd", None, zstd.ZstdCompressor(level=1).compress(a), "x"),
+        (content_hash(b), "zstd-delta", content_hash(a), _delta(a, b, 1), "x"),
+        (content_hash(c), "zstd-delta", content_hash(a), _delta(a, c, 1), "x"),
+        (content_hash(d), "zstd-delta", content_hash(b), _delta(b, d, 1), "x"),
+    ]
+    again = recompressed(list(reversed(rows)))
+    assert [r[0] for r in again] == [r[0] for r in reversed(rows)]
+    pairs = zip(again, reversed(rows), strict=True)
+    assert all(r[4] == "x" and r[1:3] == old[1:3] for r, old in pairs)
+    new = {r[0]: r[3] for r in again}
+    assert sum(map(len, new.values())) < sum(len(r[3]) for r in rows)
+    assert _unpack(new[content_hash(a)]) == a
+    assert _undelta(a, new[content_hash(b)]) == b and _undelta(a, new[content_hash(c)]) == c
+    assert _undelta(b, new[content_hash(d)]) == d
+
+    wrong = [*rows[:3], (content_hash(d), "zstd-delta", content_hash(b), _delta(b, c, 1), "x")]
+    with pytest.raises(StoreError, match=content_hash(d)):
+        recompressed(wrong)
+    orphan = [*rows[:3], (content_hash(d), "zstd-delta", "f" * 64, _delta(b, d, 1), "x")]
+    with pytest.raises(StoreError, match="not reachable"):
+        recompressed(orphan)
