@@ -92,7 +92,7 @@ def test_a_body_stored_before_is_not_stored_again_when_its_delta_was_prepared(bu
             assert archive.put("aihubmix", b, content_hash(b), T0, content_hash(a))
         archive._depths.pop(content_hash(a))  # as if another process had written A
         with store.transaction():
-            archive.prepare(a, content_hash(a), content_hash(b))
+            archive.prepare(a, content_hash(b))
             assert archive._prepared is not None
             assert not archive.put("aihubmix", a, content_hash(a), T0, content_hash(b))
         assert store.execute("SELECT count(*) FROM raw_payloads") == [(2,)]
@@ -411,3 +411,38 @@ def test_an_order_digest_is_the_one_stores_already_hold(source, ids, gaps):
     assert json.loads(order.ids) == ids
     assert order.positions is None or json.loads(order.positions) == positions
     assert (order.positions is None) == (positions == list(range(len(ids))))
+
+
+def test_every_fetch_logs_its_body_digest_whichever_path_computed_it(bundled):
+    """A new body at a new time is hashed on the worker thread while it is parsed; the
+    body in force is not hashed at all; a repeat or an earlier time is hashed at once.
+    Each logs and archives the body's own sha256, and reads back from it."""
+
+    from pipeline.ingest import ingest
+    from pipeline.store import content_hash
+
+    (t1, a), (_, b) = bundled[0], bundled[1]
+    broken = b'{"data": [1, 2'
+    with Store.open(":memory:") as store:
+        fetches = [
+            (t1, a),  # the first: nothing in force
+            (t1 + timedelta(hours=1), b),  # new body, new time: hashed while parsed
+            (t1 + timedelta(hours=2), b),  # the body in force: not hashed
+            (t1 + timedelta(hours=2), b),  # a repeat of that instant
+            (t1 + timedelta(hours=3), broken),  # rejected, hashed while parsed
+            (t1 + timedelta(hours=4), a),  # an older body again
+        ]
+        results = [ingest(store, body, source="aihubmix", fetched_at=at) for at, body in fetches]
+        assert [r.outcome for r in results] == [
+            "new",
+            "new",
+            "unchanged",
+            "duplicate",
+            "rejected",
+            "new",
+        ]
+        assert [r.content_hash for r in results] == [content_hash(b) for _, b in fetches]
+        logged = store.execute("SELECT content_hash FROM fetch_log ORDER BY fetch_id")
+        assert [h for (h,) in logged] == [content_hash(b) for _, b in fetches[:3] + fetches[4:]]
+        for _, body in fetches:
+            assert store.raw_payload(content_hash(body)) == body

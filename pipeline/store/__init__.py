@@ -327,10 +327,10 @@ class Store(Reads, AlertBook):
             )
         return self._states[source]
 
-    def prepare_raw(self, body: bytes, digest: str, base: str | None) -> None:
+    def prepare_raw(self, body: bytes, base: str | None) -> None:
         """`body` will most likely be archived as a delta against `base`: start it now,
         so it overlaps the parse (see `RawArchive.prepare`)."""
-        self._archive.prepare(body, digest, base)
+        self._archive.prepare(body, base)
 
     def seen_before(self, source: str, ids: list[str]) -> set[str]:
         """Which of `ids` `source` has ever listed: read once, then kept with the source's
@@ -347,11 +347,13 @@ class Store(Reads, AlertBook):
             state.listed |= {r["model_id"] for r in pending if r["source"] == source}
         return {m for m in ids if m in state.listed}
 
-    def is_current_body(self, source: str, body: bytes) -> bool:
+    def is_current_body(self, source: str, body: bytes) -> bool | None:
         """Whether `body` is byte for byte the catalog in force (the common poll):
-        comparing with the body just written beats hashing it."""
+        comparing with the body just written beats hashing it. None when that body is
+        not in memory (or there is none)."""
         last = self.source_state(source).last_accepted
-        return last is not None and self._archive.recent(last) == body
+        known = self._archive.recent(last) if last is not None else None
+        return None if known is None else known == body
 
     def add_token(
         self,
