@@ -9,6 +9,7 @@ import pytest
 from pipeline.normalise import normalise_items
 from pipeline.query.render import catalog_body
 from pipeline.sources.aihubmix import parse
+from pipeline.store import Store
 from tests.conftest import HISTORY, run_cli
 
 
@@ -235,3 +236,30 @@ def test_replay_leaves_non_payload_files_alone(tmp_path):
     bad = run_cli("replay", str(folder), "--db", str(tmp_path / "r.duckdb"))
     assert bad.returncode == 1
     assert "error: file name '2026-13-45T00-00-00Z_x.json' holds an impossible time" in bad.stderr
+
+
+def test_replay_reads_gzip_payloads_and_names_a_broken_one(tmp_path):
+    """Payloads saved as .json.gz read back byte for byte (ISA-L inflates them); a
+    truncated one is one line naming the file, and what came before it stays stored."""
+    import gzip
+
+    folder = tmp_path / "history"
+    folder.mkdir()
+    first, second = sorted(HISTORY.iterdir())[:2]
+    shutil.copy(first, folder / first.name)
+    db = tmp_path / "r.duckdb"
+    assert run_cli("replay", str(folder), "--db", str(db)).returncode == 0
+    body = gzip.decompress(first.read_bytes())
+    with Store.open(db, read_only=True) as store:
+        ((digest,),) = store.execute("SELECT content_hash FROM fetch_log")
+        assert store.raw_payload(digest) == body
+
+    (folder / second.name).write_bytes(second.read_bytes()[:-12])  # cut short
+    bad = run_cli("replay", str(folder), "--db", str(db))
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"error: {second.name}: not a valid gzip file (Compressed file ended before the "
+        "end-of-stream marker was reached)"
+    ]
+    with Store.open(db, read_only=True) as store:
+        assert store.execute("SELECT count(*) FROM fetch_log") == [(1,)]
