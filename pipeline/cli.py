@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.errors import BadInput, ModelwatchError
+from pipeline.errors import BadInput, ModelwatchError, StoreError
 from pipeline.outcome import NOT_APPLIED, IngestResult, Outcome
 from pipeline.store import Store
 from pipeline.timeutil import iso, parse_time
@@ -368,6 +368,21 @@ def _writing(
             progress.update(task, advance=step, **update)
 
         yield store, advance
+    _return_free_space(store.path)
+
+
+def _return_free_space(path: str | Path) -> None:
+    """After a long write: the blocks it freed go back (`store.return_free_space`); a
+    store another process took meanwhile is left for `modelwatch compact`."""
+    from pipeline.store import return_free_space
+
+    try:
+        done = return_free_space(path)
+    except StoreError as exc:
+        err.print(f"free space not returned ({exc}); run `modelwatch compact` later", markup=False)
+        return
+    if done is not None:
+        err.print(f"{path}: free space returned, {done[0] / 1e6:.2f} MB -> {done[1] / 1e6:.2f} MB")
 
 
 def _say_released(source: str, released: list[IngestResult]) -> None:

@@ -15,6 +15,9 @@ def everything(path) -> dict[str, list]:
     re-encodes their data)."""
     with Store.open(path, read_only=True) as store:
         rows = {t: store.execute(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+        rows["fetch_log"] = store.execute(  # a fetch's duration is the run's, not its data
+            "SELECT * EXCLUDE (duration_ms) FROM fetch_log ORDER BY ALL"
+        )
         rows["raw_payloads"] = store.execute(
             "SELECT * EXCLUDE (data) FROM raw_payloads ORDER BY ALL"
         )
@@ -299,3 +302,61 @@ def test_recompressing_the_archive_keeps_every_body_and_refuses_a_broken_chain()
     orphan = [*rows[:3], (content_hash(d), "zstd-delta", "f" * 64, _delta(b, d, 1), "x")]
     with pytest.raises(StoreError, match="not reachable"):
         recompressed(orphan)
+
+
+def test_a_long_run_returns_the_space_it_freed(tmp_path, bundled, monkeypatch):
+    """`replay` (and `backfill`, through the same writer) ends by returning free blocks
+    when they are enough to matter: the same rows, a smaller file, one line saying so."""
+    import shutil
+
+    import pipeline.store as store_module
+    from tests.conftest import HISTORY
+
+    later = tmp_path / "later"
+    later.mkdir()
+    for path in sorted(HISTORY.iterdir())[20:]:
+        shutil.copy(path, later / path.name)
+
+    def run(db, **thresholds) -> str:
+        with Store.open(db) as store:  # a checkpoint per fetch leaves blocks free
+            for at, body in bundled[:20]:
+                ingest(store, body, source="aihubmix", fetched_at=at, accept_mass_removal=True)
+                store.execute("CHECKPOINT")
+        for name, value in thresholds.items():
+            monkeypatch.setattr(store_module, name, value)
+        done = run_cli("replay", str(later), "--db", str(db), "--accept-mass-removal")
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    kept, returned = tmp_path / "kept.duckdb", tmp_path / "returned.duckdb"
+    assert "free space returned" not in run(kept, RETURN_FREE_MIN=1 << 40)
+    free, total = store_module.free_space(kept)
+    assert free > 0
+    said = run(returned, RETURN_FREE_MIN=1, RETURN_FREE_SHARE=free / total / 2)
+    assert f"{returned}: free space returned, " in said
+    assert returned.stat().st_size < kept.stat().st_size
+    assert store_module.free_space(returned)[0] == 0
+    assert everything(returned) == everything(kept)
+
+    monkeypatch.setattr(store_module, "RETURN_FREE_SHARE", 1.0)  # a tidy store: left alone
+    assert store_module.return_free_space(returned) is None
+
+
+def test_free_space_is_left_for_later_when_another_process_holds_the_store(
+    tmp_path, bundled, capsys, monkeypatch
+):
+    import pipeline.store as store_module
+    from pipeline.cli import _return_free_space
+
+    db = tmp_path / "held.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:3]:
+            ingest(store, body, source="aihubmix", fetched_at=at)
+    before = everything(db)
+    monkeypatch.setattr(store_module, "RETURN_FREE_MIN", 0)
+    monkeypatch.setattr(store_module, "RETURN_FREE_SHARE", 0.0)
+    with held(db):
+        _return_free_space(db)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("free space not returned (") and "modelwatch compact" in line
+    assert everything(db) == before

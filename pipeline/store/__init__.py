@@ -77,6 +77,7 @@ __all__ = [
     "SourceState",
     "Store",
     "compact",
+    "return_free_space",
     "VersionChanges",
     "content_hash",
     "Order",
@@ -538,6 +539,7 @@ def compact(
     *,
     lock_timeout: float = 10.0,
     progress: Callable[[int, int], None] | None = None,
+    recompress: bool = True,
 ) -> tuple[int, int]:
     """Rewrite the store at `path` into a fresh file made with this modelwatch's schema
     and storage settings (block size, each column's compression), table by table: free
@@ -566,7 +568,7 @@ def compact(
             con.execute(f"ATTACH '{quoted}' AS original (READ_ONLY)")
             con.execute("BEGIN")
             for table in tables:
-                if table == "raw_payloads":  # every body re-encoded at zstd's level 19
+                if table == "raw_payloads" and recompress:  # bodies re-encoded at level 19
                     _copy_archive(con, progress)
                 elif table in ours:  # this schema's table, rows matched by column name
                     con.execute(f'DELETE FROM "{table}"')
@@ -598,3 +600,36 @@ def compact(
         target.unlink(missing_ok=True)
         Path(f"{target}.wal").unlink(missing_ok=True)
     return before, source.stat().st_size
+
+
+# After a long run (`replay`, `backfill`) a file keeps the blocks its checkpoints freed and
+# the partly filled ones they left (OpenRouter's 400 snapshots: 58 of 251 blocks free, 3.9
+# MiB where a rewrite takes 2.4): a compaction without re-encoding the archive returns
+# them in ~0.5 s. Small stores and tidy ones are left as they are.
+RETURN_FREE_SHARE = 0.2  # of the file's blocks
+RETURN_FREE_MIN = 1 << 20  # bytes free, at least
+
+
+def free_space(path: str | Path) -> tuple[int, int]:
+    """(bytes in free blocks, bytes in all blocks) of the store at `path`."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"could not read {str(path)!r}: {exc}") from exc
+    try:
+        size, free, total = con.execute(
+            "SELECT block_size, free_blocks, total_blocks FROM pragma_database_size()"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return size * free, size * total
+
+
+def return_free_space(path: str | Path, *, lock_timeout: float = 0.0) -> tuple[int, int] | None:
+    """After a long run: `compact` (the archive as it is) when at least `RETURN_FREE_SHARE`
+    of the file, and `RETURN_FREE_MIN` bytes, are free blocks. The sizes before and
+    after, or None when it was left alone."""
+    free, total = free_space(path)
+    if free < RETURN_FREE_MIN or free < RETURN_FREE_SHARE * total:
+        return None
+    return compact(path, lock_timeout=lock_timeout, recompress=False)
