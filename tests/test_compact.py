@@ -1,5 +1,7 @@
 """Store size (issue 15): small files for small histories, and `modelwatch compact`."""
 
+import json
+
 import duckdb
 
 from pipeline.ingest import ingest
@@ -227,6 +229,16 @@ def test_a_store_in_the_previous_release_layout_is_migrated_whole(tmp_path, bund
             "SELECT data_type FROM duckdb_columns() WHERE table_name = 'model_versions' "
             "AND column_name = 'features'"
         ) == [("VARCHAR[]",)]
+    # read by this code before any write: its catalogs answer as they did (its own views,
+    # e.g. the previous model_changes, are its own), and nothing is migrated
+    untouched = db.read_bytes()
+    with Store.open(db, read_only=True) as store:
+        assert [store.catalog_as_of("aihubmix", at).rows() for at, _ in bundled[:20]] == catalogs
+        last = store.catalog_as_of("aihubmix", bundled[19][0])["model_id"].to_list()
+    listed = run_cli("models", "--db", str(db), "--format", "json", child=True)
+    assert listed.returncode == 0, listed.stderr
+    assert [m["model_id"] for m in json.loads(listed.stdout)["data"]] == last
+    assert db.read_bytes() == untouched
     with Store.open(db) as store:
         kinds = dict(
             store.execute(
