@@ -52,6 +52,7 @@ from pipeline.store import (
     content_hash,
 )
 from pipeline.store.archive import digest_later
+from pipeline.store.history import compact_json
 from pipeline.store.locking import db_lock
 from pipeline.store.spool import Spool, SpoolEntry
 from pipeline.timeutil import iso, looks_timed, time_from_filename, utcnow
@@ -595,7 +596,7 @@ def ingest(
 
 def catalog_digest(hashes: dict[str, str], snapshot_order: str) -> str:
     """One digest for a normalised catalog: its models' values and its order."""
-    canon = json.dumps([snapshot_order, sorted(hashes.items())], separators=(",", ":"))
+    canon = compact_json([snapshot_order, sorted(hashes.items())], ensure_ascii=True)
     return content_hash(canon.encode())[:32]
 
 

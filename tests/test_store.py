@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
@@ -446,3 +446,33 @@ def test_every_fetch_logs_its_body_digest_whichever_path_computed_it(bundled):
         assert [h for (h,) in logged] == [content_hash(b) for _, b in fetches[:3] + fetches[4:]]
         for _, body in fetches:
             assert store.raw_payload(content_hash(body)) == body
+
+
+_CHARS = st.one_of(
+    st.characters(),
+    st.sampled_from(["\ud800", "\udfff", "\x00", "\x1f", "\x7f", "\u2028", '"', "\\", "é", "😀"]),
+)
+_PLAIN = st.one_of(
+    st.text(_CHARS, max_size=10),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.none(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example(values="\x7f", ensure_ascii=True)  # json.dumps escapes DEL then; orjson never
+@example(values=["\ud800", "é"], ensure_ascii=False)  # orjson refuses a lone surrogate
+@example(values=[2**64, "é"], ensure_ascii=True)  # orjson refuses an integer past 64 bits
+@given(
+    values=st.recursive(_PLAIN, lambda inner: st.lists(inner, max_size=5), max_leaves=20),
+    ensure_ascii=st.booleans(),
+)
+def test_compact_json_writes_what_json_dumps_writes(values, ensure_ascii):
+    """orjson writes ids, orders and digests' text; it must be json.dumps's, character
+    for character (stored orders and catalog digests depend on it), lone surrogates,
+    64-bit overflows and non-ASCII included."""
+    from pipeline.store.history import compact_json
+
+    want = json.dumps(values, ensure_ascii=ensure_ascii, separators=(",", ":"))
+    assert compact_json(values, ensure_ascii=ensure_ascii) == want
