@@ -41,21 +41,44 @@ WHY_SIZE = (
 HISTORY_VS_JSON_FLOOR = 5.0  # issue 15: replay and backfill, all of it, per payload
 
 
-def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) -> dict[str, Any]:
+REPEATS = 3  # the floor, the replay and the backfill, interleaved: the median run counts
+
+
+def _median_run(runs: list[dict[str, Any]], key: Any) -> dict[str, Any]:
+    return sorted(runs, key=key)[len(runs) // 2]
+
+
+def measure_source(
+    source: str, folder: Path, workdir: Path, limit: int | None, repeats: int = REPEATS
+) -> dict[str, Any]:
     """Every figure of one recorded history; its payloads are read again for each baseline,
-    never all held at once."""
+    never all held at once. The JSON floor, the replay and the backfill are each measured
+    `repeats` times, one after the other in turn, and the median run of each counts:
+    the same commit's runs differ by up to a third on a shared 2-core machine."""
     files = payload_files(folder)[:limit]
 
     def history() -> Any:
         return ((at, read_payload(path)) for at, path in files)
 
-    store = replay(
-        m.fresh(workdir / f"{source}-store.duckdb"),
-        source=source,
-        folder=folder,
-        snapshots=limit,
-        checkpoints=RSS_CHECKPOINTS,
-    )
+    git_repo = workdir / f"{source}-git"
+    git = m.git_pack(history(), git_repo)
+    floors, stores, backfills = [], [], []
+    for _ in range(repeats):
+        floors.append(m.json_floor(history()))
+        stores.append(
+            replay(
+                m.fresh(workdir / f"{source}-store.duckdb"),
+                source=source,
+                folder=folder,
+                snapshots=limit,
+                checkpoints=RSS_CHECKPOINTS,
+            )
+        )
+        if git["available"]:
+            backfills.append(
+                m.backfill_repo(git_repo, workdir / f"{source}-backfill.duckdb", source)
+            )
+    store = _median_run(stores, lambda s: s["ms_per_snapshot"])
     raw = sum(len(body) for _, body in history())
     # what `modelwatch replay` and `backfill` leave: the run's free blocks returned
     returned = workdir / f"{source}-returned.duckdb"
@@ -66,8 +89,6 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
     compacted = workdir / f"{source}-compacted.duckdb"
     shutil.copyfile(workdir / f"{source}-store.duckdb", m.fresh(compacted))
     compact(compacted)
-    git_repo = workdir / f"{source}-git"
-    git = m.git_pack(history(), git_repo)
     return {
         "available": True,
         "folder": str(folder),
@@ -76,18 +97,19 @@ def measure_source(source: str, folder: Path, workdir: Path, limit: int | None) 
         "last": files[-1][0].isoformat(),
         "payload_bytes": {"raw_total": raw, "file_total": sum(p.stat().st_size for _, p in files)},
         "store": store,
+        "repeats": repeats,
+        "replay_ms_per_snapshot_runs": [s["ms_per_snapshot"] for s in stores],
+        "json_floor_mean_runs": [f["ms"]["mean"] for f in floors],
         "returned_bytes": returned.stat().st_size,
         "return_seconds": return_seconds,
         "compacted_bytes": compacted.stat().st_size,
-        "json_floor": m.json_floor(history()),
+        "json_floor": _median_run(floors, lambda f: f["ms"]["mean"]),
         "naive": m.naive_append(history(), workdir / f"{source}-naive.duckdb", source),
         "bulk": m.bulk_load(history(), workdir, source),
         "git": git,
         "backfill": (
-            m.backfill_repo(
-                workdir / f"{source}-git", workdir / f"{source}-backfill.duckdb", source
-            )
-            if git["available"]
+            _median_run(backfills, lambda b: b["seconds"])
+            if backfills
             else {"available": False, "reason": git["reason"]}
         ),
     }
@@ -100,6 +122,7 @@ def rows(name: str, s: dict[str, Any]) -> list[dict[str, Any]]:
     rss = {k: v * 1024 for k, v in store["rss_kib"].items()}
     r = prefixed(f"{name}: ")
     per_snapshot = store["ms_per_snapshot"]
+    runs = s.get("replay_ms_per_snapshot_runs") or [per_snapshot]
     bulk, back = s["bulk"], s["backfill"]
 
     def against_floor(make: Any, figure: str, ms: float) -> dict[str, Any]:
@@ -134,7 +157,8 @@ def rows(name: str, s: dict[str, Any]) -> list[dict[str, Any]]:
         against_floor(
             row,
             f"{name} ({s['snapshots']} snapshots): replay, ms per snapshot (all of it, "
-            "commits included)",
+            f"commits included; the median of {len(runs)} runs: {min(runs):.2f}-"
+            f"{max(runs):.2f} ms)",
             per_snapshot,
         ),
         r(
@@ -217,7 +241,13 @@ def run(params: dict[str, Any], workdir: Path, log: Log) -> Result:
             measured[source] = {"available": False, "reason": f"{root / source} does not exist"}
             continue
         log(f"  sources: {source} (replay in a child process, then the baselines)")
-        measured[source] = measure_source(source, found[source], workdir, params.get("limit"))
+        measured[source] = measure_source(
+            source,
+            found[source],
+            workdir,
+            params.get("limit"),
+            int(params.get("repeats", REPEATS)),
+        )
         table += rows(source, measured[source])
     absent = "; ".join(f"{k}: {v['reason']}" for k, v in measured.items() if not v["available"])
     return Result("ok", table, {"sources": measured}, reason=absent)
