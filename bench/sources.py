@@ -32,7 +32,7 @@ WHY_REPLAY = (
 WHY_SIZE = (
     "the store keeps every raw payload beside a queryable history: on LiteLLM a store "
     "holding only the raw archive (163 KB of level-19 zstd deltas after compact) is "
-    "already 1.3x git's pack (an empty store is 108 KiB of schema and metadata in 16 KiB "
+    "already 1.2x git's pack (an empty store is 108 KiB of schema and metadata in 16 KiB "
     "blocks), and the history's 6,465 versions, 326 orders and 400 log rows add ~2.3x "
     "more; on OpenRouter the archive is 0.5x and `extra` (benchmarks that change daily) "
     "alone 0.4x. Measured and not kept: `extra` as a per-key type-2 table (560 vs 416 KiB), "
