@@ -280,6 +280,7 @@ def replay(
         _send_alerts(path, cfg)
     _print_replay_summary(results)
     _report_not_applied(results, "payloads")
+    _return_free_space(path)
     _finish(results)
 
 
@@ -368,12 +369,12 @@ def _writing(
             progress.update(task, advance=step, **update)
 
         yield store, advance
-    _return_free_space(store.path)
 
 
 def _return_free_space(path: str | Path) -> None:
-    """After a long write: the blocks it freed go back (`store.return_free_space`); a
-    store another process took meanwhile is left for `modelwatch compact`."""
+    """After a long write (`replay`, `backfill`): the blocks it freed go back
+    (`store.return_free_space`); a store another process took meanwhile is left for
+    `modelwatch compact`."""
     from pipeline.store import return_free_space
 
     try:
@@ -442,6 +443,7 @@ def backfill(
     from pipeline.backfill import backfill as run_backfill
 
     with _writing(db, "backfill", source, kind, accept_mass_removal, None) as (store, advance):
+        written = store.path
         results = run_backfill(
             store,
             repo,
@@ -457,6 +459,7 @@ def backfill(
         )
     _print_replay_summary(results, title="backfill", what="commits")
     _report_not_applied(results, "commits")
+    _return_free_space(written)
     _finish(results)
 
 

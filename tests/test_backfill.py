@@ -447,3 +447,26 @@ def test_the_backfill_command_from_a_repository(file_repo, tmp_path):
         "backfill", str(tmp_path), "--path", FILE, "--source", "litellm", "--db", str(db)
     )
     assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1
+
+
+def test_the_backfill_command_returns_the_space_it_freed(file_repo, tmp_path, monkeypatch):
+    """As `replay` does: after the summary, free blocks go back when they matter (here,
+    always: the thresholds are lowered), and the history reads the same."""
+    import pipeline.store as store_module
+    from tests.conftest import run_cli
+
+    repo, _ = file_repo
+    kept, returned = tmp_path / "kept.duckdb", tmp_path / "returned.duckdb"
+
+    def backfill(db: Path) -> str:
+        args = ("backfill", str(repo), "--path", FILE, "--source", "litellm", "--db", str(db))
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert "free space returned" not in backfill(kept)
+    monkeypatch.setattr(store_module, "RETURN_FREE_MIN", 0)
+    monkeypatch.setattr(store_module, "RETURN_FREE_SHARE", 0.0)
+    assert f"{returned}: free space returned, " in backfill(returned)
+    with Store.open(kept, read_only=True) as a, Store.open(returned, read_only=True) as b:
+        assert history(a) == history(b)
