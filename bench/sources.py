@@ -63,7 +63,7 @@ def measure_source(
     git_repo = workdir / f"{source}-git"
     git = m.git_pack(history(), git_repo)
     floors, stores, backfills = [], [], []
-    for _ in range(repeats):
+    for _ in range(max(1, repeats)):
         floors.append(m.json_floor(history()))
         stores.append(
             replay(

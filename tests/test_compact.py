@@ -311,6 +311,9 @@ def test_recompressing_the_archive_keeps_every_body_and_refuses_a_broken_chain()
     wrong = [*rows[:3], (content_hash(d), "zstd-delta", content_hash(b), _delta(b, c, 1), "x")]
     with pytest.raises(StoreError, match=content_hash(d)):
         recompressed(wrong)
+    garbled = [*rows[:3], (content_hash(d), "zstd-delta", content_hash(b), b"not zstd", "x")]
+    with pytest.raises(StoreError, match=f"{content_hash(d)}.*cannot be read"):
+        recompressed(garbled)
     orphan = [*rows[:3], (content_hash(d), "zstd-delta", "f" * 64, _delta(b, d, 1), "x")]
     with pytest.raises(StoreError, match="not reachable"):
         recompressed(orphan)
@@ -372,3 +375,44 @@ def test_free_space_is_left_for_later_when_another_process_holds_the_store(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("free space not returned (") and "modelwatch compact" in line
     assert everything(db) == before
+
+
+def test_no_other_process_can_write_the_original_while_its_copy_replaces_it(
+    tmp_path, bundled, monkeypatch
+):
+    """Between the copy and the swap, a write to the original would be lost with it: the
+    original stays attached (so locked) until the copy has replaced it."""
+    import os
+    import subprocess
+    import sys
+
+    import pipeline.store as store_module
+
+    db = tmp_path / "swap.duckdb"
+    with Store.open(db) as store:
+        for at, body in bundled[:3]:
+            ingest(store, body, source="aihubmix", fetched_at=at)
+    tried = []
+    real_fsync = os.fsync
+
+    def fsync_then_try_writing(fd: int) -> None:
+        real_fsync(fd)
+        tried.append(
+            subprocess.run(
+                [sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}).close()"],
+                capture_output=True,
+                text=True,
+            )
+        )
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync_then_try_writing)
+    store_module.compact(db, recompress=False)
+    (attempt,) = tried
+    assert attempt.returncode != 0 and "lock" in attempt.stderr.lower()
+
+
+def test_no_free_space_to_return_for_a_store_in_memory_or_missing(tmp_path):
+    from pipeline.store import return_free_space
+
+    assert return_free_space(":memory:") is None
+    assert return_free_space(tmp_path / "missing.duckdb") is None

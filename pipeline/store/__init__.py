@@ -553,9 +553,6 @@ def compact(
         raise BadInput(f"database {str(source)!r} does not exist")
     with Store.open(source, lock_timeout=lock_timeout) as store:  # the only writer meanwhile
         store._rows("CHECKPOINT")  # the WAL is folded in: nothing is left outside the file
-        tables = [r[0] for r in store._rows("SELECT table_name FROM duckdb_tables()")]
-        counts = {t: store._scalar(f'SELECT count(*) FROM "{t}"') for t in tables}
-        sequence = store._scalar("SELECT coalesce(max(fetch_id), 0) FROM fetch_log")
     before = source.stat().st_size
     target = source.with_name(source.name + ".compact")
     target.unlink(missing_ok=True)
@@ -565,7 +562,22 @@ def compact(
             ensure_schema(con, str(target), read_only=False)
             ours = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             quoted = str(source).replace("'", "''")
+            # attached (read-only) until the copy has replaced it: no other process can
+            # write to the original meanwhile, so nothing committed there is lost
             con.execute(f"ATTACH '{quoted}' AS original (READ_ONLY)")
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'original'"
+                ).fetchall()
+            ]
+            counts = {
+                t: con.execute(f'SELECT count(*) FROM original."{t}"').fetchall()[0][0]
+                for t in tables
+            }
+            sequence = con.execute(
+                "SELECT coalesce(max(fetch_id), 0) FROM original.fetch_log"
+            ).fetchall()[0][0]
             con.execute("BEGIN")
             for table in tables:
                 if table == "raw_payloads" and recompress:  # bodies re-encoded at level 19
@@ -579,21 +591,20 @@ def compact(
                 else:  # a table of the analyst's own: kept as it is
                     con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM original."{table}"')
             con.execute("COMMIT")
-            con.execute("DETACH original")
             # the copied sequence restarts: move it past every fetch id already used
             while con.execute("SELECT nextval('fetch_id_seq')").fetchall()[0][0] <= sequence:
                 pass
             copied = {
-                t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables
+                t: con.execute(f'SELECT count(*) FROM main."{t}"').fetchall()[0][0] for t in tables
             }
             if copied != counts:
                 raise StoreError(f"compacting {str(source)!r} copied {copied}, not {counts}")
-            con.execute("CHECKPOINT")
+            con.execute("CHECKPOINT")  # the copy is whole in its file: no WAL is left
+            with open(target, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(target, source)  # the original is still attached, hence locked
         finally:
             con.close()
-        with open(target, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(target, source)
     except duckdb.Error as exc:
         raise StoreError(f"could not compact {str(source)!r}: {exc}") from exc
     finally:
@@ -630,6 +641,8 @@ def return_free_space(path: str | Path, *, lock_timeout: float = 0.0) -> tuple[i
     """After a long run: `compact` (the archive as it is) when at least `RETURN_FREE_SHARE`
     of the file, and `RETURN_FREE_MIN` bytes, are free blocks. The sizes before and
     after, or None when it was left alone."""
+    if str(path) == ":memory:" or not Path(path).exists():
+        return None
     free, total = free_space(path)
     if free < RETURN_FREE_MIN or free < RETURN_FREE_SHARE * total:
         return None

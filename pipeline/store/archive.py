@@ -67,9 +67,22 @@ def digest_later(body: bytes) -> Future[str]:
     return _worker().submit(content_hash, body)
 
 
+def _exact(data: bytes) -> bytes:
+    """zstd's output keeps the allocation of its worst case (about the input's size)
+    however short it is: a copy of its own size, for anything kept (a batch's held
+    bodies, compact's new data)."""
+    return memoryview(data).tobytes()
+
+
 def _delta(base_body: bytes, body: bytes, level: int = ZSTD_LEVEL) -> bytes:
     dictionary = zstd.ZstdCompressionDict(base_body, dict_type=zstd.DICT_TYPE_RAWCONTENT)
-    return _delta_compressor(dictionary, len(base_body) + len(body), level).compress(body)
+    return _exact(_delta_compressor(dictionary, len(base_body) + len(body), level).compress(body))
+
+
+def _keyframe(body: bytes, level: int = KEYFRAME_LEVEL) -> bytes:
+    # level 19 is ~0.5 s per MB: worth it once per chain, not for huge bodies
+    chosen = level if len(body) <= 1 << 20 else ZSTD_LEVEL + 6
+    return _exact(zstd.ZstdCompressor(level=chosen).compress(body))
 
 
 def _undelta(base_body: bytes, data: bytes) -> bytes:
@@ -160,9 +173,7 @@ class RawArchive:
             if depth >= KEYFRAME_EVERY:
                 base, depth = None, 0
         if base is None:
-            # level 19 is ~0.5 s per MB: worth it once per chain, not for huge bodies
-            level = KEYFRAME_LEVEL if len(body) <= 1 << 20 else ZSTD_LEVEL + 6
-            data = zstd.ZstdCompressor(level=level).compress(body)
+            data = _keyframe(body)
             codec = "zstd"
         else:
             data = prepared[2].result() if prepared is not None else _delta(self.get(base), body)
@@ -259,18 +270,24 @@ def recompressed(
         while stack:
             digest = stack.pop()
             _, codec, base, data, *_ = by_hash[digest]
-            body = _unpack(data) if codec == "zstd" else _undelta(bodies[base], data)
+            try:
+                body = _unpack(data) if codec == "zstd" else _undelta(bodies[base], data)
+            except zstd.ZstdError as exc:
+                raise StoreError(f"raw payload {digest!r} cannot be read: {exc}") from None
             if content_hash(body) != digest:
                 raise StoreError(f"raw payload {digest!r} does not read back to its digest")
             bodies[digest] = body
             work = (
-                pool.submit(zstd.ZstdCompressor(level=level).compress, body)
+                pool.submit(_keyframe, body, level)
                 if codec == "zstd"
                 else pool.submit(_delta, bodies[base], body, level)
             )
             pending.append((digest, body, work))
             settle(4)
-            stack.extend(children.get(digest, []))
+            # the oldest child last in, so first out: a held body's branch (written
+            # before the next accepted one) ends before the main line goes on, and
+            # their base is let go then
+            stack.extend(reversed(children.get(digest, [])))
             needed = {by_hash[d][2] for d in stack} | {by_hash[d][2] for d, _, _ in pending}
             for done in [h for h in bodies if h not in needed]:
                 del bodies[done]
