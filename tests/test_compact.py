@@ -1,6 +1,7 @@
 """Store size (issue 15): small files for small histories, and `modelwatch compact`."""
 
 import json
+from datetime import datetime
 
 import duckdb
 
@@ -9,6 +10,7 @@ from pipeline.store import Store
 from tests.conftest import run_cli
 from tests.upstream import held
 
+T0 = datetime(2026, 1, 1)
 TABLES = ("fetch_log", "raw_payloads", "model_versions", "orders", "snapshots", "quarantine")
 
 
@@ -290,31 +292,35 @@ def test_recompressing_the_archive_keeps_every_body_and_refuses_a_broken_chain()
     def body(n: int) -> bytes:
         return json.dumps({"data": [{"id": f"m{i}", "price": i * n} for i in range(300)]}).encode()
 
+    def row(digest: str, codec: str, base: str | None, data: bytes) -> tuple:
+        """A `raw_payloads` row (`RAW_COLUMNS`)."""
+        return (digest, "x", T0, 1, codec, base, 0, data)
+
     a, b, c, d = body(1), body(2), body(3), body(4)
     # a keyframe, two deltas against it (a branch) and one against a delta
     rows = [
-        (content_hash(a), "zstd", None, zstd.ZstdCompressor(level=1).compress(a), "x"),
-        (content_hash(b), "zstd-delta", content_hash(a), _delta(a, b, 1), "x"),
-        (content_hash(c), "zstd-delta", content_hash(a), _delta(a, c, 1), "x"),
-        (content_hash(d), "zstd-delta", content_hash(b), _delta(b, d, 1), "x"),
+        row(content_hash(a), "zstd", None, zstd.ZstdCompressor(level=1).compress(a)),
+        row(content_hash(b), "zstd-delta", content_hash(a), _delta(a, b, 1)),
+        row(content_hash(c), "zstd-delta", content_hash(a), _delta(a, c, 1)),
+        row(content_hash(d), "zstd-delta", content_hash(b), _delta(b, d, 1)),
     ]
     again = recompressed(list(reversed(rows)))
     assert [r[0] for r in again] == [r[0] for r in reversed(rows)]
     pairs = zip(again, reversed(rows), strict=True)
-    assert all(r[4] == "x" and r[1:3] == old[1:3] for r, old in pairs)
-    new = {r[0]: r[3] for r in again}
-    assert sum(map(len, new.values())) < sum(len(r[3]) for r in rows)
+    assert all(r[1] == "x" and r[:7] == old[:7] for r, old in pairs)
+    new = {r[0]: r[7] for r in again}
+    assert sum(map(len, new.values())) < sum(len(r[7]) for r in rows)
     assert _unpack(new[content_hash(a)]) == a
     assert _undelta(a, new[content_hash(b)]) == b and _undelta(a, new[content_hash(c)]) == c
     assert _undelta(b, new[content_hash(d)]) == d
 
-    wrong = [*rows[:3], (content_hash(d), "zstd-delta", content_hash(b), _delta(b, c, 1), "x")]
+    wrong = [*rows[:3], row(content_hash(d), "zstd-delta", content_hash(b), _delta(b, c, 1))]
     with pytest.raises(StoreError, match=content_hash(d)):
         recompressed(wrong)
-    garbled = [*rows[:3], (content_hash(d), "zstd-delta", content_hash(b), b"not zstd", "x")]
+    garbled = [*rows[:3], row(content_hash(d), "zstd-delta", content_hash(b), b"not zstd")]
     with pytest.raises(StoreError, match=f"{content_hash(d)}.*cannot be read"):
         recompressed(garbled)
-    orphan = [*rows[:3], (content_hash(d), "zstd-delta", "f" * 64, _delta(b, d, 1), "x")]
+    orphan = [*rows[:3], row(content_hash(d), "zstd-delta", "f" * 64, _delta(b, d, 1))]
     with pytest.raises(StoreError, match="not reachable"):
         recompressed(orphan)
 

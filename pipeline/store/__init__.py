@@ -29,7 +29,7 @@ import polars as pl
 from pipeline.errors import BadInput, ModelwatchError, StoreError, StoreLocked
 from pipeline.outcome import ACCEPTED, IngestResult, Outcome
 from pipeline.store.alerts import AlertBook
-from pipeline.store.archive import RawArchive, content_hash, recompressed
+from pipeline.store.archive import RAW_COLUMNS, RawArchive, content_hash, recompressed
 from pipeline.store.history import (
     BATCH_READERS,
     FetchMeta,
@@ -38,6 +38,7 @@ from pipeline.store.history import (
     SnapshotWrite,
     VersionChanges,
     apply_changes,
+    insert_columns,
     log_fetch,
     store_quarantine,
 )
@@ -510,9 +511,9 @@ def _copy_archive(
 ) -> None:
     """`compact`'s copy of the raw archive (`original` attached): the same rows, each
     body's data re-encoded at `archive.COMPACT_LEVEL` against the same base."""
+    names = ", ".join(name for name, _ in RAW_COLUMNS)
     rows = con.execute(
-        "SELECT content_hash, codec, base_hash, data, source, first_seen, size, depth "
-        "FROM original.raw_payloads ORDER BY source, first_seen, content_hash"
+        f"SELECT {names} FROM original.raw_payloads ORDER BY source, first_seen, content_hash"
     ).fetchall()
     con.execute("DELETE FROM raw_payloads")
     done = 0
@@ -524,14 +525,7 @@ def _copy_archive(
             progress(done, len(rows))
 
     if rows:
-        con.execute(
-            "INSERT INTO raw_payloads BY NAME SELECT unnest(?::VARCHAR[]) AS content_hash, "
-            "unnest(?::VARCHAR[]) AS codec, unnest(?::VARCHAR[]) AS base_hash, "
-            "unnest(?::BLOB[]) AS data, unnest(?::VARCHAR[]) AS source, "
-            "unnest(?::TIMESTAMP[]) AS first_seen, unnest(?::BIGINT[]) AS size, "
-            "unnest(?::INTEGER[]) AS depth",
-            [list(column) for column in zip(*recompressed(rows, advance=advance), strict=True)],
-        )
+        insert_columns(con, "raw_payloads", RAW_COLUMNS, recompressed(rows, advance=advance))
 
 
 def compact(

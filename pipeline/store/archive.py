@@ -17,6 +17,7 @@ import duckdb
 import zstandard as zstd
 
 from pipeline.errors import StoreError
+from pipeline.store.history import insert_columns
 
 # A keyframe is 12-40 KB of a 0.4-0.8 MB catalog where a delta is ~0.4-1.5 KB: one per 512
 # bodies (a year of daily changes) keeps the archive under git's pack. Reading one body
@@ -94,6 +95,28 @@ def _unpack(data: bytes) -> bytes:
     return zstd.ZstdDecompressor(max_window_size=MAX_WINDOW).decompress(data)
 
 
+def _decode(codec: str, data: bytes, base_body: bytes | None) -> bytes:
+    """A stored body's bytes: a keyframe by itself, a delta against its base's body."""
+    if codec == "zstd":
+        return _unpack(data)
+    assert base_body is not None, "a delta needs its base"
+    return _undelta(base_body, data)
+
+
+# `raw_payloads` as `RawArchive` holds a row: (content_hash, source, first_seen, size, codec,
+# base_hash, depth, data)
+RAW_COLUMNS = (
+    ("content_hash", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("first_seen", "TIMESTAMP"),
+    ("size", "BIGINT"),
+    ("codec", "VARCHAR"),
+    ("base_hash", "VARCHAR"),
+    ("depth", "INTEGER"),
+    ("data", "BLOB"),
+)
+
+
 class RawArchive:
     """Reads and writes `raw_payloads` on one connection, remembering the last few bodies
     (the next delta's base is nearly always the body just written)."""
@@ -138,10 +161,7 @@ class RawArchive:
             cursor = row[2]  # type: ignore[assignment]
         body = b""
         for digest_i, codec, base, data in reversed(chain):
-            if codec == "zstd":
-                body = _unpack(data)
-            else:
-                body = _undelta(self._bodies.get(base, body) if base else body, data)
+            body = _decode(codec, data, self._bodies.get(base, body) if base else body)
             self._remember(digest_i, body)
         return body
 
@@ -221,13 +241,8 @@ class RawArchive:
         held = self._held
         if held:
             self._held = {}
-            self._con.execute(
-                "INSERT INTO raw_payloads SELECT n.* FROM (SELECT unnest(?::VARCHAR[]) AS h, "
-                "unnest(?::VARCHAR[]), unnest(?::TIMESTAMP[]), unnest(?::BIGINT[]), "
-                "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::INTEGER[]), "
-                "unnest(?::BLOB[])) n "
-                "WHERE NOT EXISTS (SELECT 1 FROM raw_payloads r WHERE r.content_hash = n.h)",
-                [list(column) for column in zip(*held.values(), strict=True)],
+            insert_columns(
+                self._con, "raw_payloads", RAW_COLUMNS, list(held.values()), "content_hash"
             )
 
     def forget(self) -> None:
@@ -242,44 +257,49 @@ def recompressed(
     level: int = COMPACT_LEVEL,
     advance: Callable[[], None] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """`raw_payloads` rows (content_hash, codec, base_hash, data, ...) with every body's data
-    re-encoded at `level` against the same base, for `compact`. Each body is read back
-    and checked against its digest before its new data is used, and the new data is
-    checked to give the same body; whichever encoding is smaller is kept. Chains are
-    walked from their keyframes, holding only the bodies a later delta still needs;
-    `advance` is called as each body is done."""
+    """`raw_payloads` rows (`RAW_COLUMNS`) with every body's data re-encoded at `level`
+    against the same base, for `compact`. Each body is read back and checked against its
+    digest before its new data is used, and the new data is checked to give the same
+    body; whichever encoding is smaller is kept. Chains are walked from their keyframes,
+    holding only the bodies a later delta still needs; `advance` is called as each body
+    is done."""
     by_hash = {row[0]: row for row in rows}
+    codec_of = {row[0]: row[4] for row in rows}
+    base_of = {row[0]: row[5] if row[4] == "zstd-delta" else None for row in rows}
     children: dict[str | None, list[str]] = {}
-    for row in rows:
-        children.setdefault(row[2] if row[1] == "zstd-delta" else None, []).append(row[0])
+    for digest, base in base_of.items():
+        children.setdefault(base, []).append(digest)
     new_data: dict[str, bytes] = {}
     pending: list[tuple[str, bytes, Future[bytes]]] = []
+    bodies: dict[str, bytes] = {}  # the bodies a pending delta or a child still needs
+
+    def read(digest: str, data: bytes) -> bytes:
+        base = base_of[digest]
+        return _decode(codec_of[digest], data, bodies[base] if base else None)
 
     def settle(limit: int) -> None:  # take finished work until at most `limit` is pending
         while len(pending) > limit:
             digest, body, future = pending.pop(0)
-            data, (_, codec, base, old, *_) = future.result(), by_hash[digest]
-            same = (_unpack(data) if codec == "zstd" else _undelta(bodies[base], data)) == body
-            new_data[digest] = data if same and len(data) < len(old) else old
+            data, old = future.result(), by_hash[digest][7]
+            new_data[digest] = data if len(data) < len(old) and read(digest, data) == body else old
             if advance is not None:
                 advance()
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelwatch-compact") as pool:
-        bodies: dict[str, bytes] = {}  # the bodies a pending delta or a child still needs
         stack = list(children.get(None, []))
         while stack:
             digest = stack.pop()
-            _, codec, base, data, *_ = by_hash[digest]
             try:
-                body = _unpack(data) if codec == "zstd" else _undelta(bodies[base], data)
+                body = read(digest, by_hash[digest][7])
             except zstd.ZstdError as exc:
                 raise StoreError(f"raw payload {digest!r} cannot be read: {exc}") from None
             if content_hash(body) != digest:
                 raise StoreError(f"raw payload {digest!r} does not read back to its digest")
             bodies[digest] = body
+            base = base_of[digest]
             work = (
                 pool.submit(_keyframe, body, level)
-                if codec == "zstd"
+                if base is None
                 else pool.submit(_delta, bodies[base], body, level)
             )
             pending.append((digest, body, work))
@@ -288,11 +308,11 @@ def recompressed(
             # before the next accepted one) ends before the main line goes on, and
             # their base is let go then
             stack.extend(reversed(children.get(digest, [])))
-            needed = {by_hash[d][2] for d in stack} | {by_hash[d][2] for d, _, _ in pending}
+            needed = {base_of[d] for d in stack} | {base_of[d] for d, _, _ in pending}
             for done in [h for h in bodies if h not in needed]:
                 del bodies[done]
         settle(0)
     if len(new_data) != len(rows):
         lost = sorted(set(by_hash) - set(new_data))[:3]
         raise StoreError(f"raw payloads {lost} are not reachable from any keyframe")
-    return [(row[0], row[1], row[2], new_data[row[0]], *row[4:]) for row in rows]
+    return [(*row[:7], new_data[row[0]]) for row in rows]

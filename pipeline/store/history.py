@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,11 +170,11 @@ def log_fetch(
     return int(got[0][0])
 
 
-def _insert_columns(
+def insert_columns(
     con: duckdb.DuckDBPyConnection,
     table: str,
     columns: tuple[tuple[str, str], ...],
-    rows: list[list[Any]],
+    rows: Sequence[Sequence[Any]],
     unless_stored: str | None = None,
 ) -> None:
     """`rows` into `table` in one statement, a typed list per column (0.5 ms, where an
@@ -229,7 +230,7 @@ def store_quarantine(
         ).fetchall()
     ):
         return
-    _insert_columns(con, "quarantine", _QUARANTINE_COLUMNS, quarantined)
+    insert_columns(con, "quarantine", _QUARANTINE_COLUMNS, quarantined)
 
 
 # the names of every table and view that reads what a batch holds back: a query naming
@@ -277,12 +278,12 @@ class PendingBatch:
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> None:
         if self.log:
-            _insert_columns(con, "fetch_log", _LOG_COLUMNS, self.log)
+            insert_columns(con, "fetch_log", _LOG_COLUMNS, self.log)
         if self.quarantined:
             rows = [row for body in self.quarantined.values() for row in body]
-            _insert_columns(con, "quarantine", _QUARANTINE_COLUMNS, rows, "content_hash")
+            insert_columns(con, "quarantine", _QUARANTINE_COLUMNS, rows, "content_hash")
         if self.orders:
-            _insert_columns(con, "orders", _ORDER_COLUMNS, list(self.orders.values()), "order_hash")
+            insert_columns(con, "orders", _ORDER_COLUMNS, list(self.orders.values()), "order_hash")
         self.log, self.quarantined, self.orders = [], {}, {}
         self.versions.flush(con)
 
@@ -354,9 +355,9 @@ def _list_json(values: list[str]) -> str:
 
 
 def _insert_versions(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    """New versions in one statement (`_insert_columns`); list columns as JSON text,
+    """New versions in one statement (`insert_columns`); list columns as JSON text,
     which `model_versions` reads back as lists."""
-    _insert_columns(
+    insert_columns(
         con,
         "model_versions_stored",
         STORED_VERSION_COLUMNS,
