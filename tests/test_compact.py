@@ -422,3 +422,13 @@ def test_no_free_space_to_return_for_a_store_in_memory_or_missing(tmp_path):
 
     assert return_free_space(":memory:") is None
     assert return_free_space(tmp_path / "missing.duckdb") is None
+
+
+def test_compact_mistakes_are_one_line_through_the_installed_script(tmp_path):
+    missing = tmp_path / "missing.duckdb"
+    done = run_cli("compact", "--db", str(missing), child=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: database {str(missing)!r} does not exist"]
+    assert not missing.exists()
+    usage = run_cli("compact", "--wait", "-1", "--db", str(missing), child=True)
+    assert usage.returncode == 2 and "--wait" in usage.stderr and "Traceback" not in usage.stderr
